@@ -1,0 +1,1 @@
+"""wafmw: a web application firewall as pure ASGI middleware."""
