@@ -1,0 +1,135 @@
+"""Safe, bounded YAML loading that remembers where every value came from.
+
+Rule files are untrusted input (see docs/rule-format.md). PyYAML's `safe_load` still expands
+aliases without bound (the "billion laughs" bomb), silently keeps the last of duplicate keys and
+forgets line numbers. So we let PyYAML build the node graph (`compose`, which shares aliased nodes
+instead of copying them) and convert nodes ourselves: counting every value produced, refusing
+duplicate keys and non-standard tags, bounding depth, and keeping each value's line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+_STD_SCALARS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class YAMLProblem(Exception):
+    """Raised with a message and a 1-based line number (None when unknown)."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class LDict(dict[str, Any]):
+    """A mapping that knows its own line and the line of each key."""
+
+    __slots__ = ("key_lines", "line")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.key_lines: dict[str, int] = {}
+
+
+class LList(list[Any]):
+    """A sequence that knows its own line and the line of each item."""
+
+    __slots__ = ("item_lines", "line")
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.item_lines: list[int] = []
+
+
+class _Converter:
+    def __init__(self, max_nodes: int, max_depth: int) -> None:
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
+        self.count = 0
+        self.active: set[int] = set()
+        self.constructor = SafeConstructor()
+
+    def convert(self, node: yaml.Node, depth: int) -> Any:
+        line = node.start_mark.line + 1
+        self.count += 1
+        if self.count > self.max_nodes:
+            raise YAMLProblem(
+                f"document expands to more than {self.max_nodes} values (alias bomb?)", line
+            )
+        if depth > self.max_depth:
+            raise YAMLProblem(f"nesting deeper than {self.max_depth} levels", line)
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _TIMESTAMP_TAG:
+                # An unquoted date is almost always meant as text in a rule file.
+                return str(node.value)
+            if node.tag not in _STD_SCALARS:
+                raise YAMLProblem(f"YAML tag {node.tag!r} is not allowed", line)
+            return self.constructor.construct_object(node)
+        if id(node) in self.active:
+            raise YAMLProblem("recursive alias", line)
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                if node.tag != _MAP_TAG:
+                    raise YAMLProblem(f"YAML tag {node.tag!r} is not allowed", line)
+                return self._mapping(node, depth, line)
+            if isinstance(node, yaml.SequenceNode):
+                if node.tag != _SEQ_TAG:
+                    raise YAMLProblem(f"YAML tag {node.tag!r} is not allowed", line)
+                seq = LList(line)
+                for item in node.value:
+                    seq.append(self.convert(item, depth + 1))
+                    seq.item_lines.append(item.start_mark.line + 1)
+                return seq
+        finally:
+            self.active.discard(id(node))
+        raise YAMLProblem("unsupported YAML node", line)  # pragma: no cover
+
+    def _mapping(self, node: yaml.MappingNode, depth: int, line: int) -> LDict:
+        out = LDict(line)
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise YAMLProblem("merge keys ('<<') are not allowed", key_line)
+            key = self.convert(key_node, depth + 1)
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                raise YAMLProblem("mapping keys must be strings", key_line)
+            key = str(key)
+            if key in out:
+                raise YAMLProblem(f"duplicate key {key!r}", key_line)
+            out[key] = self.convert(value_node, depth + 1)
+            out.key_lines[key] = key_line
+        return out
+
+
+def load_yaml(text: str, *, max_nodes: int = 1_000_000, max_depth: int = 32) -> Any:
+    """Parse one YAML document into LDict/LList/scalars. Raises YAMLProblem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise YAMLProblem(f"invalid YAML: {exc.problem or exc}", line) from None
+    except yaml.YAMLError as exc:
+        raise YAMLProblem(f"invalid YAML: {exc}", None) from None
+    except RecursionError:
+        raise YAMLProblem("invalid YAML: nesting too deep", None) from None
+    if node is None:
+        return None
+    return _Converter(max_nodes, max_depth).convert(node, 0)
