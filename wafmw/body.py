@@ -1,0 +1,307 @@
+"""Bounded request body parsing: urlencoded forms, JSON and multipart/form-data.
+
+`parse_body` never raises: a body that cannot be parsed comes back as kind "raw" with
+``parse_error=True`` and its text in ``raw``, so rules can still look at it. Every parser is
+bounded by `BodyLimits` (fields, JSON depth) and by the body itself, which the caller has already
+cut to the configured number of bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+__all__ = ["BodyLimits", "ParsedBody", "parse_body"]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    json_max_depth: int = 32
+    max_fields: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    kind: str  # "form" | "json" | "multipart" | "raw" | "empty"
+    # (name, value): form fields; JSON leaves (name = the nearest object key, "" at top level;
+    # strings as is, numbers/bools as their JSON text, null skipped); multipart non-file parts.
+    fields: tuple[tuple[str, str], ...]
+    # Form field names; all JSON object keys at any depth; multipart part names.
+    names: tuple[str, ...]
+    # Multipart file names (filename= and filename*=).
+    files: tuple[str, ...]
+    # The body bytes decoded as UTF-8 with errors="replace".
+    raw: str
+    parse_error: bool
+    # More fields or depth than the limits allowed (or a multipart body cut short): what was
+    # parsed is kept.
+    truncated: bool
+
+
+def parse_body(content_type: str | None, body: bytes, limits: BodyLimits) -> ParsedBody:
+    """Parse a (possibly truncated) request body. Never raises."""
+    try:
+        raw = body.decode("utf-8", "replace")
+    except Exception:  # only MemoryError is conceivable; never let it reach the app
+        raw = ""
+    if not body:
+        return ParsedBody("empty", (), (), (), raw, parse_error=False, truncated=False)
+    try:
+        media_type, params = _parse_content_type(content_type or "")
+        if media_type == "application/x-www-form-urlencoded":
+            return _parse_form(raw, limits)
+        if media_type in ("application/json", "text/json") or media_type.endswith("+json"):
+            return _parse_json(raw, limits)
+        if media_type == "multipart/form-data":
+            return _parse_multipart(body, params.get("boundary", ""), raw, limits)
+        return _raw(raw, parse_error=False)
+    except Exception:
+        # RecursionError, MemoryError and any parser bug end here; BaseException (cancellation)
+        # is deliberately not caught.
+        return _raw(raw, parse_error=True)
+
+
+def _raw(raw: str, *, parse_error: bool, truncated: bool = False) -> ParsedBody:
+    return ParsedBody("raw", (), (), (), raw, parse_error=parse_error, truncated=truncated)
+
+
+# --------------------------------------------------------------------------- header parameters
+
+# A parameter is name=token or name="quoted string" (with backslash escapes).
+_PARAM_RE = re.compile(r';\s*([^\s=;]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))', re.DOTALL)
+
+
+def _parse_params(text: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for m in _PARAM_RE.finditer(text):
+        name = m.group(1).lower()
+        quoted = m.group(2)
+        # Only \" is unescaped: browsers send Windows paths ("C:\dir\a.txt") unescaped.
+        value = quoted.replace('\\"', '"') if quoted is not None else m.group(3).strip()
+        # The first occurrence wins, as in most servers; later duplicates are ignored.
+        params.setdefault(name, value)
+    return params
+
+
+def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:
+    media_type, sep, _ = content_type.partition(";")
+    params = _parse_params(content_type[len(media_type) :]) if sep else {}
+    return media_type.strip().lower(), params
+
+
+# --------------------------------------------------------------------------- urlencoded
+
+
+def _parse_form(raw: str, limits: BodyLimits) -> ParsedBody:
+    # parse_qsl's own max_num_fields raises instead of truncating, so the pairs are cut here,
+    # counting only the non-empty ones, as parse_qsl does.
+    pairs = [p for p in raw.split("&") if p]
+    truncated = len(pairs) > limits.max_fields
+    if truncated:
+        pairs = pairs[: limits.max_fields]
+    fields = tuple(
+        parse_qsl("&".join(pairs), keep_blank_values=True, encoding="utf-8", errors="replace")
+    )
+    names = tuple(name for name, _ in fields)
+    return ParsedBody("form", fields, names, (), raw, parse_error=False, truncated=truncated)
+
+
+# --------------------------------------------------------------------------- JSON
+
+# json.loads recurses once per nesting level and raises RecursionError somewhere near the
+# interpreter's recursion limit, depending on the caller's stack. Documents nested deeper than
+# this are refused before json.loads sees them.
+_JSON_HARD_DEPTH = 500
+_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_BRACKET_RE = re.compile(r"[\[\]{}]")
+
+
+def _json_too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= _JSON_HARD_DEPTH:
+        return False
+    # Brackets inside strings do not nest; an unterminated string leaves its brackets counted,
+    # which only matters for a document json.loads would refuse anyway.
+    depth = 0
+    for m in _JSON_BRACKET_RE.finditer(_JSON_STRING_RE.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            if depth > _JSON_HARD_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _keep_text(text: str) -> str:
+    return text
+
+
+def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
+    text = raw[1:] if raw.startswith("\ufeff") else raw
+    if _json_too_deep(text):
+        return _raw(raw, parse_error=True, truncated=True)
+    try:
+        # Numbers stay as their JSON text: no float formatting drift, and no ValueError from
+        # int() on thousands of digits. NaN/Infinity likewise.
+        doc = json.loads(
+            text, parse_int=_keep_text, parse_float=_keep_text, parse_constant=_keep_text
+        )
+    except (ValueError, RecursionError):
+        return _raw(raw, parse_error=True)
+
+    fields: list[tuple[str, str]] = []
+    names: list[str] = []
+    truncated = False
+    max_fields = limits.max_fields
+    # Iterative depth-first walk in document order: (value, nearest object key, nesting depth).
+    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    while stack:
+        value, key, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > limits.json_max_depth:
+                truncated = True
+                continue
+            children: list[tuple[Any, str, int]] = []
+            for k, v in value.items():
+                if len(names) >= max_fields:
+                    truncated = True
+                    break
+                names.append(k)
+                children.append((v, k, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            if depth > limits.json_max_depth:
+                truncated = True
+                continue
+            stack.extend((v, key, depth + 1) for v in reversed(value))
+        elif value is None:
+            continue
+        else:
+            if len(fields) >= max_fields:
+                truncated = True
+                break
+            if value is True:
+                text_value = "true"
+            elif value is False:
+                text_value = "false"
+            else:
+                text_value = str(value)
+            fields.append((key, text_value))
+    return ParsedBody(
+        "json", tuple(fields), tuple(names), (), raw, parse_error=False, truncated=truncated
+    )
+
+
+# --------------------------------------------------------------------------- multipart
+
+_LINE_SPLIT_RE = re.compile(rb"\r?\n")
+_HEADERS_END_RE = re.compile(rb"\r?\n\r?\n")
+
+
+def _decode_ext_value(value: str) -> str:
+    # RFC 5987 ext-value: charset'language'percent-encoded
+    charset, sep, rest = value.partition("'")
+    if not sep:
+        return unquote(value, errors="replace")
+    _, sep, encoded = rest.partition("'")
+    if not sep:
+        encoded = rest
+    try:
+        return unquote(encoded, encoding=charset or "utf-8", errors="replace")
+    except LookupError:
+        return unquote(encoded, encoding="utf-8", errors="replace")
+
+
+def _parse_multipart(body: bytes, boundary: str, raw: str, limits: BodyLimits) -> ParsedBody:
+    boundary = boundary.strip()
+    if not boundary:
+        return _raw(raw, parse_error=True)
+    delimiter = b"--" + boundary.encode("utf-8", "replace")
+    pos = body.find(delimiter)
+    if pos < 0:
+        return _raw(raw, parse_error=True)
+
+    fields: list[tuple[str, str]] = []
+    names: list[str] = []
+    files: list[str] = []
+    truncated = False
+    closed = False
+    parts = 0
+    n = len(body)
+    while True:
+        pos += len(delimiter)
+        if body.startswith(b"--", pos):
+            closed = True
+            break
+        # The rest of the delimiter line is transport padding.
+        eol = body.find(b"\n", pos)
+        if eol < 0:
+            break
+        start = eol + 1
+        # Bare LF is tolerated: "\n--boundary" also finds "\r\n--boundary".
+        nxt = body.find(b"\n" + delimiter, start)
+        end = n if nxt < 0 else nxt
+        part = body[start:end]
+        if nxt >= 0 and part.endswith(b"\r"):
+            part = part[:-1]
+        if parts >= limits.max_fields:
+            truncated = True
+            break
+        parts += 1
+        _add_part(part, fields, names, files)
+        if nxt < 0:
+            break
+        pos = nxt + 1
+    if not closed:
+        # The body ended inside a part: most often the caller cut it at the inspection limit.
+        truncated = True
+    return ParsedBody(
+        "multipart",
+        tuple(fields),
+        tuple(names),
+        tuple(files),
+        raw,
+        parse_error=False,
+        truncated=truncated,
+    )
+
+
+def _add_part(
+    part: bytes, fields: list[tuple[str, str]], names: list[str], files: list[str]
+) -> None:
+    if part.startswith(b"\n") or part.startswith(b"\r\n"):
+        head, content = b"", part[part.index(b"\n") + 1 :]
+    else:
+        m = _HEADERS_END_RE.search(part)
+        if m is None:
+            head, content = part, b""
+        else:
+            head, content = part[: m.start()], part[m.end() :]
+
+    disposition = ""
+    for line in _LINE_SPLIT_RE.split(head):
+        hname, sep, hvalue = line.partition(b":")
+        if sep and hname.strip().lower() == b"content-disposition":
+            disposition = hvalue.decode("utf-8", "replace")
+            break
+    params = _parse_params(disposition[disposition.find(";") :]) if ";" in disposition else {}
+    name = params.get("name", "")
+    names.append(name)
+
+    filenames: list[str] = []
+    if "filename" in params:
+        filenames.append(params["filename"])
+    if "filename*" in params:
+        ext = _decode_ext_value(params["filename*"])
+        if ext not in filenames:
+            filenames.append(ext)
+    filenames = [f for f in filenames if f]
+    if filenames:
+        files.extend(filenames)
+    else:
+        # A part with an empty or no filename is a field: its content must not escape
+        # inspection just because the sender declared it a file.
+        fields.append((name, content.decode("utf-8", "replace")))

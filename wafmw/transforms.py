@@ -1,0 +1,435 @@
+"""Value transforms applied to request values before pattern matching.
+
+Each transform is a pure ``str -> str`` function that never raises and never grows its input by
+more than a small factor (4x at most), because it runs on attacker-controlled data on every
+request. Each has a cheap fast path for the common benign value.
+
+``Transform.local`` says whether a transform may be run once over values joined with ``"\\n"``
+instead of once per value. It is checked by a property test; a transform is only marked local when
+no decoding, comment, path segment or whitespace rule can reach across a ``"\\n"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from html.entities import html5 as _HTML5
+from types import MappingProxyType
+
+__all__ = ["TRANSFORMS", "Transform", "apply_chain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transform:
+    name: str
+    apply: Callable[[str], str]
+    # True when apply("a" + "\n" + "b") == apply("a") + "\n" + apply("b") for all a, b that
+    # contain no "\n" of their own, i.e. the transform may be run once over values joined with
+    # "\n" instead of once per value. The engine uses this for speed.
+    local: bool
+
+
+# --------------------------------------------------------------------------- url_decode
+
+_URL_ROUNDS = 4
+
+# Invalid UTF-8 after percent-decoding is decoded byte by byte as latin-1 (so "%ff" is "ÿ", never
+# an opaque U+FFFD that hides how many bytes were sent), except overlong encodings of a code
+# point, which are decoded to that code point: "%c0%af" is "/" and "%c0%ae" is ".", the classic
+# IIS traversal evasions; a detector must see them as what a lenient decoder would.
+_URL_ERRORS = "wafmw-url-lenient"
+
+
+def _lenient_utf8_errors(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    data = exc.object
+    i = exc.start
+    b0 = data[i]
+    n = len(data)
+
+    def cont(k: int) -> int:
+        # -1 when byte k is missing or not a continuation byte, so the checks below fail.
+        return data[k] & 0x3F if k < n and 0x80 <= data[k] <= 0xBF else -1
+
+    if b0 in (0xC0, 0xC1) and (c1 := cont(i + 1)) >= 0:
+        return chr(((b0 & 0x1F) << 6) | c1), i + 2
+    if b0 == 0xE0 and i + 1 < n and 0x80 <= data[i + 1] <= 0x9F and (c2 := cont(i + 2)) >= 0:
+        return chr(((data[i + 1] & 0x3F) << 6) | c2), i + 3
+    if b0 == 0xF0 and i + 1 < n and 0x80 <= data[i + 1] <= 0x8F:
+        c2, c3 = cont(i + 2), cont(i + 3)
+        if c2 >= 0 and c3 >= 0:
+            cp = ((data[i + 1] & 0x3F) << 12) | (c2 << 6) | c3
+            # A surrogate in a str would break UTF-8 encoding for RE2 later.
+            if not 0xD800 <= cp <= 0xDFFF:
+                return chr(cp), i + 4
+    return chr(b0), i + 1
+
+
+codecs.register_error(_URL_ERRORS, _lenient_utf8_errors)
+
+_PCT_RE = re.compile(
+    r"(?:%[0-9A-Fa-f]{2})+"
+    r"|%[uU]([dD][89abAB][0-9A-Fa-f]{2})%[uU]([dD][c-fC-F][0-9A-Fa-f]{2})"
+    r"|%[uU]([0-9A-Fa-f]{4})"
+)
+
+
+def _surrogate_pair(hi: str, lo: str) -> str:
+    return chr(0x10000 + ((int(hi, 16) - 0xD800) << 10) + (int(lo, 16) - 0xDC00))
+
+
+def _code_point(cp: int) -> str:
+    # Lone surrogates and out-of-range values become U+FFFD: a str holding a surrogate cannot be
+    # encoded to UTF-8, which RE2 needs.
+    if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+        return "\ufffd"
+    return chr(cp)
+
+
+def _pct_sub(m: re.Match[str]) -> str:
+    if m.group(1) is not None:
+        return _surrogate_pair(m.group(1), m.group(2))
+    if m.group(3) is not None:
+        return _code_point(int(m.group(3), 16))
+    return bytes.fromhex(m.group().replace("%", "")).decode("utf-8", _URL_ERRORS)
+
+
+def url_decode(s: str) -> str:
+    if "%" not in s:
+        return s
+    for _ in range(_URL_ROUNDS):
+        decoded = _PCT_RE.sub(_pct_sub, s)
+        if decoded == s:
+            break
+        s = decoded
+        if "%" not in s:
+            break
+    return s
+
+
+# --------------------------------------------------------------------------- html_entity_decode
+
+# Entity names are at most 31 characters; bounding the run keeps the prefix search cheap.
+_ENTITY_RE = re.compile(r"&(?:#[xX]([0-9A-Fa-f]+)|#([0-9]+)|([A-Za-z][A-Za-z0-9]{0,31}))(;?)")
+# Names HTML decodes without a trailing ";" (the legacy ones) appear in the table without it.
+_LEGACY_NAMES = frozenset(k for k in _HTML5 if not k.endswith(";"))
+_LEGACY_MAX = max(len(k) for k in _LEGACY_NAMES)
+
+
+def _cp1252_c1() -> dict[int, str]:
+    # HTML maps numeric references in 0x80-0x9F as if they were windows-1252 bytes.
+    table: dict[int, str] = {}
+    for b in range(0x80, 0xA0):
+        try:
+            table[b] = bytes([b]).decode("cp1252")
+        except UnicodeDecodeError:
+            table[b] = chr(b)
+    return table
+
+
+_C1_TABLE = _cp1252_c1()
+
+
+def _numeric_ref(digits: str, base: int) -> str:
+    digits = digits.lstrip("0")
+    # Long digit strings are out of range anyway, and int() of thousands of digits raises.
+    if len(digits) > 8:
+        return "\ufffd"
+    cp = int(digits, base) if digits else 0
+    if cp == 0:
+        return "\ufffd"
+    if 0x80 <= cp <= 0x9F:
+        return _C1_TABLE[cp]
+    return _code_point(cp)
+
+
+def _entity_sub(m: re.Match[str]) -> str:
+    hex_digits, dec_digits, name, semi = m.groups()
+    if hex_digits is not None:
+        return _numeric_ref(hex_digits, 16)
+    if dec_digits is not None:
+        return _numeric_ref(dec_digits, 10)
+    if semi:
+        full = _HTML5.get(name + ";")
+        if full is not None:
+            return full
+    # Without a matching "name;", HTML takes the longest legacy name that prefixes the run.
+    for k in range(min(len(name), _LEGACY_MAX), 1, -1):
+        if name[:k] in _LEGACY_NAMES:
+            return _HTML5[name[:k]] + name[k:] + semi
+    return m.group()
+
+
+def html_entity_decode(s: str) -> str:
+    if "&" not in s:
+        return s
+    return _ENTITY_RE.sub(_entity_sub, s)
+
+
+# --------------------------------------------------------------------------- js_decode
+
+# A backslash before "\n" is deliberately not an escape (JavaScript would drop both as a line
+# continuation): treating it as one would join two values and break `local`.
+_JS_RE = re.compile(
+    r"\\(?:"
+    r"u\{0*([0-9A-Fa-f]{1,6})\}"
+    r"|u([dD][89abAB][0-9A-Fa-f]{2})\\u([dD][c-fC-F][0-9A-Fa-f]{2})"
+    r"|u([0-9A-Fa-f]{4})"
+    r"|x([0-9A-Fa-f]{2})"
+    r"|([0-3][0-7]{0,2}|[4-7][0-7]?)"
+    r"|([^\nux])"
+    r")"
+)
+_JS_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
+
+
+def _js_sub(m: re.Match[str]) -> str:
+    braced, hi, lo, u4, x2, octal, other = m.groups()
+    if other is not None:
+        return _JS_SIMPLE.get(other, other)
+    if x2 is not None:
+        return chr(int(x2, 16))
+    if u4 is not None:
+        return _code_point(int(u4, 16))
+    if octal is not None:
+        return chr(int(octal, 8))
+    if hi is not None:
+        return _surrogate_pair(hi, lo)
+    return _code_point(int(braced, 16))
+
+
+def js_decode(s: str) -> str:
+    if "\\" not in s:
+        return s
+    return _JS_RE.sub(_js_sub, s)
+
+
+# --------------------------------------------------------------------------- simple ones
+
+
+def lowercase(s: str) -> str:
+    return s.lower()
+
+
+def remove_nulls(s: str) -> str:
+    if "\x00" not in s:
+        return s
+    return s.replace("\x00", "")
+
+
+def compress_whitespace(s: str) -> str:
+    # Within a line, each run of whitespace becomes one space and whitespace at the line's ends
+    # goes; every "\n" is kept. A run spanning a "\n" thus becomes just the "\n" (" \r\n\t" ->
+    # "\n"). Keeping each "\n" and trimming line ends is the only way to make this local: per
+    # value "x " and " y" must give the same text as the joined "x \n y".
+    if s.isascii() and s.isprintable():
+        if "  " not in s and s[:1] != " " and s[-1:] != " ":
+            return s
+        return " ".join(s.split())
+    if "\n" not in s:
+        return " ".join(s.split())
+    return "\n".join([" ".join(line.split()) for line in s.split("\n")])
+
+
+def remove_whitespace(s: str) -> str:
+    if s.isascii() and s.isprintable() and " " not in s:
+        return s
+    return "".join(s.split())
+
+
+def trim(s: str) -> str:
+    return s.strip()
+
+
+# --------------------------------------------------------------------------- normalize_path
+
+
+def normalize_path(s: str) -> str:
+    if "\\" not in s and "//" not in s and "/." not in s and not s.startswith("."):
+        return s
+    s = s.replace("\\", "/")
+    absolute = s.startswith("/")
+    segments = s.split("/")
+    # A trailing "/", "." or ".." names a directory: keep saying so.
+    trailing = segments[-1] in ("", ".", "..") and len(segments) > 1
+    out: list[str] = []
+    for seg in segments:
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if out and out[-1] != "..":
+                out.pop()
+            else:
+                # An unresolvable ".." is exactly what a traversal detector looks for, so it
+                # stays, even above the root of an absolute path: "/../etc/passwd".
+                out.append("..")
+            continue
+        out.append(seg)
+    path = "/".join(out)
+    if absolute:
+        path = "/" + path
+    if trailing and out:
+        path += "/"
+    return path
+
+
+# --------------------------------------------------------------------------- comments
+
+# One scanner for all comment kinds, so that a "--" inside a /* */ comment is not a line comment
+# and vice versa. MySQL runs the content of /*! ... */ (and /*!50000 ... */), so for it only the
+# markers go.
+_COMMENT_RE = re.compile(
+    r"/\*!\d{0,6}"  # MySQL executable comment opener
+    r"|/\*.*?(?:\*/|\Z)"  # block comment, an unterminated one runs to the end
+    r"|\*/"  # closer: of an executable comment if one is open, else plain text
+    r"|--[^\n]*"
+    r"|#[^\n]*"
+    r"|(?<![:/])//[^\n]*",  # C++ comment, but not the "//" of "scheme://"
+    re.DOTALL,
+)
+_COMMENT_START = re.compile(r"/\*|--|#|//")
+
+
+def _comments(s: str, replacement: str) -> str:
+    if _COMMENT_START.search(s) is None:
+        return s
+    open_exec = 0
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal open_exec
+        text = m.group()
+        if text.startswith("/*!"):
+            open_exec += 1
+            return replacement
+        if text == "*/":
+            if open_exec:
+                open_exec -= 1
+                return replacement
+            return text
+        return replacement
+
+    return _COMMENT_RE.sub(sub, s)
+
+
+def remove_comments(s: str) -> str:
+    return _comments(s, "")
+
+
+def replace_comments(s: str) -> str:
+    return _comments(s, " ")
+
+
+# --------------------------------------------------------------------------- cmdline
+
+_CMD_TABLE = str.maketrans({"\\": None, '"': None, "'": None, "^": None, ",": " ", ";": " "})
+_CMD_SPACE = re.compile(r"\s+")
+
+
+def cmdline(s: str) -> str:
+    s = s.translate(_CMD_TABLE)
+    if not (s.isascii() and s.isprintable() and "  " not in s):
+        s = _CMD_SPACE.sub(" ", s)
+    if " /" in s or " (" in s:
+        s = s.replace(" /", "/").replace(" (", "(")
+    return s.lower()
+
+
+# --------------------------------------------------------------------------- base64_decode
+
+_B64_MIN = 8
+_B64_STD = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_B64_URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+def base64_decode(s: str) -> str:
+    n = len(s)
+    if n < _B64_MIN or not s.isascii():
+        return s
+    if _B64_STD.fullmatch(s):
+        urlsafe = False
+    elif _B64_URL.fullmatch(s):
+        urlsafe = True
+    else:
+        return s
+    data = s.rstrip("=")
+    # With padding the length must be a multiple of 4; without, a remainder of 1 is impossible.
+    if (n != len(data) and n % 4) or len(data) % 4 == 1:
+        return s
+    data += "=" * (-len(data) % 4)
+    try:
+        raw = base64.urlsafe_b64decode(data) if urlsafe else base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return s
+    return raw.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- nfkc
+
+# The characters whose compatibility decomposition is longer than 4 characters (Unicode 14: a few
+# squared katakana words and the Arabic ligatures U+FDFA/U+FDFB, up to 18 characters). They are
+# kept as they are, so that NFKC output is never more than 4x its input; a test checks this list
+# against the running Python's unicodedata.
+_NFKC_LONG = re.compile(
+    "[\u321d\u321e\u327c\u3300\u3302\u3304\u3307\u3313\u3315-\u3317\u3319\u331a\u3320\u3321"
+    "\u332b\u332d\u332e\u3332\u3334\u3336\u333b\u333d\u3340\u3347\u334a\u334c\u3354\u3356"
+    "\u33ae\u33af\ufdfa\ufdfb]"
+)
+
+
+def nfkc(s: str) -> str:
+    if s.isascii():
+        return s
+    if _NFKC_LONG.search(s) is None:
+        return unicodedata.normalize("NFKC", s)
+    out: list[str] = []
+    pos = 0
+    for m in _NFKC_LONG.finditer(s):
+        out.append(unicodedata.normalize("NFKC", s[pos : m.start()]))
+        out.append(m.group())
+        pos = m.end()
+    out.append(unicodedata.normalize("NFKC", s[pos:]))
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- registry
+
+TRANSFORMS: Mapping[str, Transform] = MappingProxyType(
+    {
+        t.name: t
+        for t in (
+            Transform("url_decode", url_decode, local=True),
+            Transform("html_entity_decode", html_entity_decode, local=True),
+            Transform("js_decode", js_decode, local=True),
+            Transform("lowercase", lowercase, local=True),
+            Transform("remove_nulls", remove_nulls, local=True),
+            Transform("compress_whitespace", compress_whitespace, local=True),
+            # Removing whitespace removes the "\n" between joined values too.
+            Transform("remove_whitespace", remove_whitespace, local=False),
+            # Path segments and ".." resolution reach across a "\n" inside a segment.
+            Transform("normalize_path", normalize_path, local=False),
+            # A /* comment runs across lines.
+            Transform("remove_comments", remove_comments, local=False),
+            Transform("replace_comments", replace_comments, local=False),
+            # "\n" is whitespace for a shell and becomes a space.
+            Transform("cmdline", cmdline, local=False),
+            # A joined value is never valid base64 as a whole.
+            Transform("base64_decode", base64_decode, local=False),
+            Transform("nfkc", nfkc, local=True),
+            # Trimming the joined text does not trim each value.
+            Transform("trim", trim, local=False),
+        )
+    }
+)
+
+
+def apply_chain(value: str, chain: Sequence[str]) -> str:
+    """Apply the named transforms in order. Raises KeyError on an unknown name."""
+    for name in chain:
+        value = TRANSFORMS[name].apply(value)
+    return value
