@@ -1,0 +1,354 @@
+"""The matching engine: a Ruleset compiled for fast evaluation.
+
+Filters are grouped by transform chain. Within a group, every filter whose operator RE2 can
+express (regex on RE2, contains, contains_any, a detector's prefilter) goes into one RE2 set.
+A request is scanned with one set match per group over the group's targets joined by newlines,
+so a benign request costs a handful of RE2 calls whatever the rule count. The few filters the
+set flags are then confirmed value by value — that is where the matched target, exclusions and
+detectors are resolved. The set is compiled in multi-line mode so that `^` and `$` also match
+at the joins: the joined scan finds a superset of the per-value matches, never fewer.
+
+Operators that are not patterns (equals, lengths, counts) and patterns that need the
+backtracking engine are checked value by value, the latter with a timeout.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+
+from .decision import Decision, Match, truncate
+from .detect import get_detector
+from .errors import EvaluationTimeout
+from .model import Comparison, FilterRule, Ruleset, Target
+from .patterns import CompiledPattern, compile_pattern, re2_options
+from .request import RequestView
+from .transforms import TRANSFORMS
+
+PathMatcher = Callable[[str], bool]
+
+
+class RuleFailure(Exception):
+    """An exception raised while evaluating one rule, carrying the rule for the on_error choice."""
+
+    def __init__(self, rule: FilterRule, cause: BaseException) -> None:
+        super().__init__(f"rule {rule.id} failed: {cause!r}")
+        self.rule = rule
+        self.cause = cause
+
+
+def _path_matcher(pattern: str) -> PathMatcher:
+    if any(ch in pattern for ch in "*?["):
+        compiled = re.compile(fnmatch.translate(pattern))
+        return lambda path: compiled.match(path) is not None
+    return lambda path: path == pattern
+
+
+@dataclass(slots=True)
+class CompiledFilter:
+    rule: FilterRule
+    chain: tuple[str, ...]
+    pattern: CompiledPattern | None = None
+    words: tuple[str, ...] = ()
+    detector: Any = None
+    detector_prefilter: CompiledPattern | None = None
+    # (path matcher or None for every path, excluded targets or None for the whole rule)
+    exclusions: tuple[tuple[PathMatcher | None, frozenset[Target] | None], ...] = ()
+    in_set: bool = False
+
+
+@dataclass(slots=True)
+class ChainGroup:
+    chain: tuple[str, ...]
+    local: bool
+    head_kinds: tuple[str, ...] = ()
+    body_kinds: tuple[str, ...] = ()
+    scanner: Any = None  # re2.Set
+    set_filters: list[CompiledFilter] = field(default_factory=list)
+    direct_head: list[CompiledFilter] = field(default_factory=list)
+    direct_body: list[CompiledFilter] = field(default_factory=list)
+
+
+def _set_pattern(cf: CompiledFilter) -> str | None:
+    rule = cf.rule
+    if rule.negate:
+        return None
+    if rule.operator == "regex":
+        assert cf.pattern is not None
+        return cf.pattern.source if cf.pattern.engine == "re2" else None
+    if rule.operator == "contains":
+        return str(re2.escape(rule.argument))
+    if rule.operator == "contains_any":
+        return "|".join(re2.escape(w) for w in rule.argument)
+    if rule.operator == "detect":
+        return str(cf.detector.prefilter)
+    return None
+
+
+class Engine:
+    """A compiled, immutable ruleset. Safe to share between concurrent requests."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self.settings = ruleset.settings
+        groups: dict[tuple[str, ...], ChainGroup] = {}
+        for rule in ruleset.filters:
+            cf = self._compile_filter(rule, ruleset)
+            group = groups.get(cf.chain)
+            if group is None:
+                local = all(TRANSFORMS[name].local for name in cf.chain)
+                group = groups[cf.chain] = ChainGroup(cf.chain, local)
+            source = _set_pattern(cf)
+            if source is not None:
+                cf.in_set = True
+                group.set_filters.append(cf)
+            elif rule.needs_body:
+                group.direct_body.append(cf)
+                if any(not t.needs_body for t in rule.targets):
+                    group.direct_head.append(cf)
+            else:
+                group.direct_head.append(cf)
+        for group in groups.values():
+            self._build_scanner(group)
+        self.groups = tuple(groups.values())
+        self.needs_body = any(group.body_kinds or group.direct_body for group in self.groups)
+        self.allow_rules = frozenset(rule.id for rule in ruleset.filters if rule.action == "allow")
+
+    @staticmethod
+    def _compile_filter(rule: FilterRule, ruleset: Ruleset) -> CompiledFilter:
+        cf = CompiledFilter(rule=rule, chain=rule.transforms)
+        if rule.operator == "regex":
+            cf.pattern = compile_pattern(rule.argument)
+        elif rule.operator == "contains_any":
+            cf.words = tuple(rule.argument)
+        elif rule.operator == "detect":
+            cf.detector = get_detector(rule.argument)
+            cf.detector_prefilter = compile_pattern(cf.detector.prefilter)
+        exclusions = []
+        for ex in ruleset.exclusions:
+            if ex.applies_to(rule):
+                matcher = _path_matcher(ex.path) if ex.path else None
+                exclusions.append((matcher, frozenset(ex.targets) if ex.targets else None))
+        cf.exclusions = tuple(exclusions)
+        return cf
+
+    @staticmethod
+    def _build_scanner(group: ChainGroup) -> None:
+        if not group.set_filters:
+            return
+        scanner = re2.Set.SearchSet(re2_options())
+        for cf in group.set_filters:
+            source = _set_pattern(cf)
+            scanner.Add("(?m)" + str(source))
+        scanner.Compile()
+        group.scanner = scanner
+        head: dict[str, None] = {}
+        body: dict[str, None] = {}
+        for cf in group.set_filters:
+            for target in cf.rule.targets:
+                (body if target.needs_body else head)[target.kind] = None
+        group.head_kinds = tuple(head)
+        group.body_kinds = tuple(body)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def evaluate_head(self, view: RequestView, deadline: float) -> list[Match]:
+        """Phase 1: everything but the body."""
+        matches: list[Match] = []
+        for group in self.groups:
+            if group.scanner is not None and group.head_kinds:
+                self._scan(group, group.head_kinds, view, deadline, matches, body=False)
+            for cf in group.direct_head:
+                self._confirm(cf, view, deadline, matches, body=False)
+            if time.perf_counter() > deadline:
+                raise EvaluationTimeout()
+        return matches
+
+    def evaluate_body(self, view: RequestView, deadline: float) -> list[Match]:
+        """Phase 2: body targets; only called once the body has been read."""
+        matches: list[Match] = []
+        for group in self.groups:
+            if group.scanner is not None and group.body_kinds:
+                self._scan(group, group.body_kinds, view, deadline, matches, body=True)
+            for cf in group.direct_body:
+                self._confirm(cf, view, deadline, matches, body=True)
+            if time.perf_counter() > deadline:
+                raise EvaluationTimeout()
+        return matches
+
+    def _scan(
+        self,
+        group: ChainGroup,
+        kinds: tuple[str, ...],
+        view: RequestView,
+        deadline: float,
+        matches: list[Match],
+        *,
+        body: bool,
+    ) -> None:
+        if group.local:
+            text = view.transformed(view.joined(kinds), group.chain)
+        else:
+            text = "\n".join(
+                view.transformed(value, group.chain)
+                for kind in kinds
+                for _, value in view.items(kind)
+            )
+        if not text:
+            return
+        hits = group.scanner.Match(text)
+        if not hits:
+            return
+        for index in sorted(hits):
+            self._confirm(group.set_filters[index], view, deadline, matches, body=body)
+
+    def _confirm(
+        self,
+        cf: CompiledFilter,
+        view: RequestView,
+        deadline: float,
+        matches: list[Match],
+        *,
+        body: bool,
+    ) -> None:
+        try:
+            found = self._check(cf, view, deadline, body)
+        except EvaluationTimeout as exc:
+            exc.rule_id = cf.rule.id
+            raise
+        except Exception as exc:
+            raise RuleFailure(cf.rule, exc) from exc
+        if found is not None:
+            rule = cf.rule
+            target, value = found
+            detect_only = rule.mode == "detect" or self.settings.mode == "detect"
+            matches.append(
+                Match(
+                    rule.id,
+                    rule.msg,
+                    target,
+                    truncate(value),
+                    rule.score,
+                    rule.action,
+                    detect_only,
+                    rule.tags,
+                )
+            )
+
+    def _excluded(self, cf: CompiledFilter, view: RequestView) -> frozenset[Target] | None:
+        """Targets removed for this request, or None when the whole rule is off here."""
+        removed: frozenset[Target] = frozenset()
+        for matcher, targets in cf.exclusions:
+            if matcher is not None and not matcher(view.path):
+                continue
+            if targets is None:
+                return None
+            removed = removed | targets
+        return removed
+
+    def _check(
+        self, cf: CompiledFilter, view: RequestView, deadline: float, body: bool
+    ) -> tuple[str, str] | None:
+        rule = cf.rule
+        removed = self._excluded(cf, view) if cf.exclusions else frozenset()
+        if removed is None:
+            return None
+        chain = cf.chain
+        counted = 0
+        for target in rule.targets:
+            if target.needs_body != body:
+                continue
+            if target in removed:
+                continue
+            for name, value in view.target_items(target):
+                if (
+                    removed
+                    and Target(target.kind, name.lower() if target.kind == "headers" else name)
+                    in removed
+                ):
+                    continue
+                counted += 1
+                if rule.operator == "count":
+                    continue
+                subject = view.transformed(value, chain)
+                hit = self._operate(cf, subject, deadline)
+                if rule.negate:
+                    hit = None if hit is not None else subject
+                if hit is not None:
+                    return (_label(target, name), hit)
+        if rule.operator == "count":
+            comparison: Comparison = rule.argument
+            holds = comparison.holds(counted)
+            if holds != rule.negate:
+                return (" ".join(str(t) for t in rule.targets), f"count={counted}")
+        return None
+
+    @staticmethod
+    def _operate(cf: CompiledFilter, subject: str, deadline: float) -> str | None:
+        rule = cf.rule
+        op = rule.operator
+        if op == "regex":
+            assert cf.pattern is not None
+            return cf.pattern.search(subject, deadline - time.perf_counter())
+        if op == "contains":
+            return rule.argument if rule.argument in subject else None
+        if op == "contains_any":
+            for word in cf.words:
+                if word in subject:
+                    return word
+            return None
+        if op == "equals":
+            return subject if subject == rule.argument else None
+        if op == "starts_with":
+            return subject if subject.startswith(rule.argument) else None
+        if op == "ends_with":
+            return subject if subject.endswith(rule.argument) else None
+        if op == "length":
+            return subject if rule.argument.holds(len(subject)) else None
+        if op == "detect":
+            assert cf.detector_prefilter is not None
+            if cf.detector_prefilter.search(subject, deadline - time.perf_counter()) is None:
+                return None
+            return subject if cf.detector.check(subject) else None
+        raise ValueError(f"unknown operator {op}")  # pragma: no cover - validated at load
+
+    # -- decision -------------------------------------------------------------------------------
+
+    def decide(self, matches: list[Match]) -> Decision:
+        """Turn matches into a decision: allow rules win, then block actions, then the score."""
+        threshold = self.settings.anomaly_threshold
+        score = 0
+        enforced_block = False
+        would_block = False
+        for m in matches:
+            if m.action == "allow" and not m.detect_only:
+                return Decision(
+                    "allow", 200, 0, False, matches, reason=f"allowed by rule {m.rule_id}"
+                )
+            if m.action == "block":
+                would_block = True
+                enforced_block = enforced_block or not m.detect_only
+            elif m.action == "score":
+                score += m.score
+        enforced_score = sum(m.score for m in matches if m.action == "score" and not m.detect_only)
+        if score >= threshold:
+            would_block = True
+        if enforced_block or enforced_score >= threshold:
+            return Decision("block", 403, score, True, matches)
+        if matches:
+            return Decision("log", 200, score, would_block, matches)
+        return Decision("allow", 200, 0, False, matches)
+
+
+def _label(target: Target, name: str) -> str:
+    if target.name is not None:
+        return str(target)
+    if target.kind in ("args", "headers", "cookies", "body") and name:
+        return f"{target.kind}:{name}"
+    return target.kind

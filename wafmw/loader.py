@@ -1,0 +1,475 @@
+"""Load rule files: read with limits, validate strictly, resolve includes and lists.
+
+Every problem names file, line, rule id and field (see errors.Problem), and all problems of a
+load are reported together, so one run of `wafmw validate` shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import Problem, RuleFileError
+from .model import (
+    SEVERITY_SCORES,
+    BodySettings,
+    Case,
+    Comparison,
+    Exclusion,
+    FilterRule,
+    Ruleset,
+    Settings,
+    Target,
+)
+from .patterns import PatternError, check_pattern
+from .rulefile import DEFAULT_LIMITS, Limits, rule_file_spec
+from .yamlsafe import LDict, LList, YAMLProblem, load_yaml
+
+PathLike = str | os.PathLike[str]
+
+_NEGATABLE = frozenset({"equals", "starts_with", "ends_with", "length", "count"})
+_FILTER_PATH = re.compile(r"^filters\[(\d+)\]\.?(.*)$")
+
+
+def default_rules_path() -> Path:
+    """The shipped default ruleset: inside the package when installed from a wheel, else the
+    repository's rules/ directory (a checkout or an editable install)."""
+    packaged = Path(__file__).resolve().parent / "rules" / "wafmw.yaml"
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "rules" / "wafmw.yaml"
+
+
+def load_rules(
+    rules: PathLike | Sequence[PathLike] | None = None,
+    *,
+    mode: str | None = None,
+    on_error: str | None = None,
+    paranoia: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Ruleset:
+    """Load, validate and resolve rule files into an immutable Ruleset.
+
+    `rules` is one path, a list of paths, or None for the shipped default ruleset. `mode`,
+    `on_error` and `paranoia` override the files' settings. Raises RuleFileError listing every
+    problem found.
+    """
+    if rules is None:
+        paths = [default_rules_path()]
+    elif isinstance(rules, (str, os.PathLike)):
+        paths = [Path(rules)]
+    else:
+        paths = [Path(p) for p in rules]
+        if not paths:
+            raise RuleFileError([Problem("<rules>", None, None, None, "no rule file given")])
+    loader = _Loader(limits)
+    for path in paths:
+        loader.load_file(path, stack=(), top_level=True)
+    return loader.finish(mode=mode, on_error=on_error, paranoia=paranoia)
+
+
+@dataclasses.dataclass
+class _RawFilter:
+    data: LDict
+    file: str
+
+
+class _Loader:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.spec = rule_file_spec(limits)
+        self.problems: list[Problem] = []
+        self.loaded: set[Path] = set()
+        self.files: list[str] = []
+        self.digest = hashlib.sha256()
+        self.settings_doc: LDict | None = None
+        self.settings_file = ""
+        self.filters: list[_RawFilter] = []
+        self.exclusions: list[tuple[LDict, str]] = []
+        self.lists: dict[str, tuple[str, ...]] = {}
+        self.list_origin: dict[str, str] = {}
+
+    def problem(
+        self,
+        file: str,
+        line: int | None,
+        message: str,
+        *,
+        rule_id: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.problems.append(Problem(file, line, rule_id, field, message))
+
+    # -- files ------------------------------------------------------------------------------
+
+    def read_text(self, path: Path, shown: str) -> str | None:
+        try:
+            size = path.stat().st_size
+            if size > self.limits.max_file_bytes:
+                self.problem(
+                    shown,
+                    None,
+                    f"file is {size} bytes; the limit is {self.limits.max_file_bytes}",
+                )
+                return None
+            with path.open("rb") as fh:
+                data = fh.read(self.limits.max_file_bytes + 1)
+        except OSError as exc:
+            self.problem(shown, None, f"cannot read file: {exc.strerror or exc}")
+            return None
+        if len(data) > self.limits.max_file_bytes:  # grew between stat and read
+            self.problem(shown, None, f"file is larger than {self.limits.max_file_bytes} bytes")
+            return None
+        self.digest.update(len(data).to_bytes(8, "big"))
+        self.digest.update(data)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            self.problem(shown, line, f"not valid UTF-8 (byte offset {exc.start})")
+            return None
+
+    def load_file(self, path: Path, *, stack: tuple[Path, ...], top_level: bool) -> None:
+        shown = str(path)
+        resolved = path.resolve()
+        if resolved in stack:
+            chain = " -> ".join(str(p) for p in (*stack, resolved))
+            self.problem(shown, None, f"include cycle: {chain}", field="include")
+            return
+        if resolved in self.loaded:
+            return  # the same file reached twice (diamond include): load it once
+        if len(self.loaded) >= self.limits.max_files:
+            self.problem(shown, None, f"more than {self.limits.max_files} rule files")
+            return
+        self.loaded.add(resolved)
+        text = self.read_text(path, shown)
+        if text is None:
+            return
+        self.files.append(shown)
+        try:
+            doc = load_yaml(
+                text, max_nodes=self.limits.max_yaml_nodes, max_depth=self.limits.max_depth
+            )
+        except YAMLProblem as exc:
+            self.problem(shown, exc.line, exc.message)
+            return
+        if not isinstance(doc, LDict):
+            self.problem(shown, 1, "a rule file must be a mapping with a 'wafmw' version key")
+            return
+        if not self.check_structure(doc, shown):
+            return
+        self.take(doc, path, shown, stack=(*stack, resolved), top_level=top_level)
+
+    def check_structure(self, doc: LDict, shown: str) -> bool:
+        found: list[tuple[int | None, str, str]] = []
+        self.spec.check(doc, "", doc.line, found)
+        filters = doc.get("filters")
+        for line, field_path, message in found:
+            rule_id = None
+            m = _FILTER_PATH.match(field_path)
+            if m and isinstance(filters, list):
+                index = int(m.group(1))
+                item = filters[index] if index < len(filters) else None
+                if isinstance(item, dict):
+                    raw_id = item.get("id")
+                    rule_id = raw_id if isinstance(raw_id, int) else None
+                field_path = m.group(2) or f"filters[{index}]"
+            self.problem(shown, line, message, rule_id=rule_id, field=field_path or None)
+        return not found
+
+    def take(
+        self, doc: LDict, path: Path, shown: str, *, stack: tuple[Path, ...], top_level: bool
+    ) -> None:
+        if "settings" in doc:
+            if not top_level:
+                self.problem(
+                    shown,
+                    doc.key_lines["settings"],
+                    "settings are only allowed in a top-level rule file, not in an included one",
+                    field="settings",
+                )
+            elif self.settings_doc is None:
+                self.settings_doc = doc["settings"]
+                self.settings_file = shown
+        for name, entry in (doc.get("lists") or {}).items():
+            self.take_list(name, entry, path, shown, doc["lists"].key_lines[name])
+        for item in doc.get("filters") or []:
+            self.filters.append(_RawFilter(item, shown))
+        for item in doc.get("exclusions") or []:
+            self.exclusions.append((item, shown))
+        includes: LList = doc.get("include") or LList(doc.line)
+        for i, rel in enumerate(includes):
+            self.load_file(path.parent / rel, stack=stack, top_level=False)
+            if self.problems and self.problems[-1].field is None and self.problems[-1].line is None:
+                # Point a problem with the included file itself back at the include line.
+                last = self.problems[-1]
+                if last.file == str(path.parent / rel):
+                    self.problems[-1] = dataclasses.replace(
+                        last,
+                        message=f"{last.message} (included from {shown}:{includes.item_lines[i]})",
+                    )
+
+    def take_list(self, name: str, entry: Any, path: Path, shown: str, line: int) -> None:
+        if name in self.lists:
+            self.problem(
+                shown,
+                line,
+                f"list {name!r} is already defined in {self.list_origin[name]}",
+                field=f"lists.{name}",
+            )
+            return
+        if isinstance(entry, dict):
+            list_path = path.parent / entry["file"]
+            text = self.read_text(list_path, str(list_path))
+            if text is None:
+                return
+            items = [
+                stripped
+                for raw in text.splitlines()
+                if (stripped := raw.strip()) and not stripped.startswith("#")
+            ]
+            if len(items) > self.limits.max_list_items:
+                self.problem(
+                    shown,
+                    line,
+                    f"list file {list_path} has {len(items)} items; "
+                    f"the limit is {self.limits.max_list_items}",
+                    field=f"lists.{name}",
+                )
+                return
+        else:
+            items = list(entry)
+        self.lists[name] = tuple(items)
+        self.list_origin[name] = shown
+
+    # -- resolution -------------------------------------------------------------------------
+
+    def finish(self, *, mode: str | None, on_error: str | None, paranoia: int | None) -> Ruleset:
+        settings = self.build_settings()
+        if mode is not None:
+            if mode not in ("enforce", "detect", "off"):
+                raise ValueError(f"mode must be enforce, detect or off, not {mode!r}")
+            settings = dataclasses.replace(settings, mode=mode)  # type: ignore[arg-type]
+        if on_error is not None:
+            if on_error not in ("open", "closed"):
+                raise ValueError(f"on_error must be open or closed, not {on_error!r}")
+            settings = dataclasses.replace(settings, on_error=on_error)  # type: ignore[arg-type]
+        if paranoia is not None:
+            if paranoia not in (1, 2, 3, 4):
+                raise ValueError(f"paranoia must be 1 to 4, not {paranoia!r}")
+            settings = dataclasses.replace(settings, paranoia=paranoia)
+        if len(self.filters) > self.limits.max_filters:
+            self.problem(
+                self.files[0] if self.files else "<rules>",
+                None,
+                f"{len(self.filters)} filters in all; the limit is {self.limits.max_filters}",
+            )
+        filters = self.build_filters()
+        exclusions = self.build_exclusions({f.id for f in filters})
+        if self.problems:
+            raise RuleFileError(self.problems)
+        active = tuple(f for f in filters if f.paranoia <= settings.paranoia)
+        return Ruleset(
+            settings=settings,
+            filters=active,
+            exclusions=exclusions,
+            lists=tuple(self.lists.items()),
+            files=tuple(self.files),
+            version=self.digest.hexdigest()[:12],
+            skipped_by_paranoia=len(filters) - len(active),
+        )
+
+    def build_settings(self) -> Settings:
+        doc = self.settings_doc
+        if doc is None:
+            return Settings()
+        body = doc.get("body") or {}
+        return Settings(
+            mode=doc.get("mode", "enforce"),
+            on_error=doc.get("on_error", "open"),
+            paranoia=doc.get("paranoia", 1),
+            anomaly_threshold=doc.get("anomaly_threshold", 5),
+            time_budget_ms=float(doc.get("time_budget_ms", 50.0)),
+            body=BodySettings(**body),
+        )
+
+    def build_filters(self) -> list[FilterRule]:
+        out: list[FilterRule] = []
+        seen: dict[int, tuple[str, int | None]] = {}
+        for raw in self.filters:
+            d = raw.data
+            rule_id: int = d["id"]
+            line = d.key_lines.get("id", d.line)
+            if rule_id in seen:
+                other_file, other_line = seen[rule_id]
+                self.problem(
+                    raw.file,
+                    line,
+                    f"duplicate rule id (first defined at {other_file}:{other_line})",
+                    rule_id=rule_id,
+                    field="id",
+                )
+                continue
+            seen[rule_id] = (raw.file, line)
+            rule = self.build_filter(d, raw.file, rule_id)
+            if rule is not None:
+                out.append(rule)
+        return out
+
+    def build_filter(self, d: LDict, file: str, rule_id: int) -> FilterRule | None:
+        before = len(self.problems)
+
+        def bad(field: str, message: str) -> None:
+            self.problem(
+                file,
+                d.key_lines.get(field.split(".")[0], d.line),
+                message,
+                rule_id=rule_id,
+                field=field,
+            )
+
+        operator = next(op for op in _operator_names() if op in d)
+        value = d[operator]
+        argument: Any = value
+        if operator == "regex":
+            try:
+                check_pattern(value)
+            except PatternError as exc:
+                bad("regex", f"invalid pattern: {exc}")
+        elif operator == "contains_any":
+            if isinstance(value, str):
+                name = value[1:]
+                if name not in self.lists:
+                    bad("contains_any", f"unknown list {value!r}")
+                    argument = ()
+                else:
+                    argument = self.lists[name]
+            else:
+                argument = tuple(value)
+            if not argument and len(self.problems) == before:
+                bad("contains_any", "the word list is empty")
+        elif operator in ("length", "count"):
+            ((op, number),) = value.items()
+            argument = Comparison(op, number)
+        elif operator == "detect":
+            from .detect import detector_names
+
+            if value not in detector_names():
+                known = ", ".join(detector_names()) or "none"
+                bad("detect", f"unknown detector {value!r}; known: {known}")
+        if d.get("negate") and operator not in _NEGATABLE:
+            bad("negate", f"negate cannot be used with {operator}")
+        severity = d.get("severity", "critical")
+        match_cases = self.build_cases(d, "match", file, rule_id)
+        no_match_cases = self.build_cases(d, "no_match", file, rule_id)
+        if len(self.problems) > before:
+            return None
+        return FilterRule(
+            id=rule_id,
+            msg=d["msg"],
+            targets=tuple(parse_target(t) for t in d["targets"]),
+            operator=operator,
+            argument=argument,
+            transforms=tuple(d.get("transforms") or ()),
+            tags=tuple(d.get("tags") or ()),
+            paranoia=d.get("paranoia", 1),
+            severity=severity,
+            score=d.get("score", SEVERITY_SCORES[severity]),
+            action=d.get("action", "score"),
+            mode=d.get("mode"),
+            on_error=d.get("on_error"),
+            negate=bool(d.get("negate", False)),
+            match_cases=match_cases,
+            no_match_cases=no_match_cases,
+            file=file,
+            line=d.line,
+        )
+
+    def build_cases(self, d: LDict, kind: str, file: str, rule_id: int) -> tuple[Case, ...]:
+        cases_doc = d.get("cases")
+        if not cases_doc or kind not in cases_doc:
+            return ()
+        items: LList = cases_doc[kind]
+        out = []
+        for i, item in enumerate(items):
+            headers = item.get("headers") or {}
+            pairs = (
+                tuple((str(k), str(v)) for k, v in headers.items())
+                if isinstance(headers, dict)
+                else tuple((str(k), str(v)) for k, v in headers)
+            )
+            path = item.get("path", "/")
+            if not path.startswith("/") and not path.startswith("*"):
+                self.problem(
+                    file,
+                    items.item_lines[i],
+                    "a case path must start with '/'",
+                    rule_id=rule_id,
+                    field=f"cases.{kind}[{i}].path",
+                )
+                continue
+            out.append(
+                Case(
+                    method=item.get("method", "GET"),
+                    path=path,
+                    headers=pairs,
+                    body=item.get("body", ""),
+                    line=items.item_lines[i],
+                )
+            )
+        return tuple(out)
+
+    def build_exclusions(self, known_ids: set[int]) -> tuple[Exclusion, ...]:
+        out = []
+        for d, file in self.exclusions:
+            if "rules" not in d and "tags" not in d:
+                self.problem(
+                    file, d.line, "an exclusion needs 'rules' or 'tags'", field="exclusions"
+                )
+                continue
+            if "path" not in d and "targets" not in d:
+                self.problem(
+                    file,
+                    d.line,
+                    "an exclusion needs 'path' or 'targets' (to turn a rule off "
+                    "everywhere, remove it or use a kill switch)",
+                    field="exclusions",
+                )
+                continue
+            unknown = [r for r in d.get("rules", ()) if r not in known_ids]
+            if unknown:
+                self.problem(
+                    file,
+                    d.key_lines["rules"],
+                    f"exclusion names unknown rule id(s): {unknown}",
+                    field="exclusions.rules",
+                )
+                continue
+            out.append(
+                Exclusion(
+                    rule_ids=frozenset(d.get("rules", ())),
+                    tags=frozenset(d.get("tags", ())),
+                    path=d.get("path"),
+                    targets=tuple(parse_target(t) for t in d.get("targets", ())),
+                )
+            )
+        return tuple(out)
+
+
+def _operator_names() -> Iterable[str]:
+    from .model import OPERATORS
+
+    return OPERATORS
+
+
+def parse_target(text: str) -> Target:
+    kind, sep, name = text.partition(":")
+    if not sep:
+        return Target(kind)
+    # Header names are case-insensitive; arguments, cookies and body fields are not.
+    return Target(kind, name.lower() if kind == "headers" else name)

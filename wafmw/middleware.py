@@ -1,0 +1,237 @@
+"""WAFMiddleware: pure ASGI, one failure boundary, the body replayed byte for byte.
+
+Request flow (docs/architecture in README): build a lazy RequestView; phase 1 inspects
+everything but the body; only when no decision was reached and some rule needs the body is the
+body read (up to the configured limit) and phase 2 run. The downstream app is called outside the
+failure boundary: an exception from the app is the app's own and passes through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .body import BodyLimits
+from .decision import Decision
+from .engine import Engine, RuleFailure
+from .errors import EvaluationTimeout
+from .events import ErrorReporter, decision_event, emit, request_fields
+from .loader import load_rules
+from .request import RequestView
+from .responses import request_id, send_denial
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _may_have_body(view: RequestView) -> bool:
+    length = view.header("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    if view.header("transfer-encoding") is not None:
+        return True
+    # HTTP/2 and HTTP/3 need no Content-Length: trust the method there.
+    return view.method in _BODY_METHODS
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that first hands back what inspection consumed, then reads on."""
+    pending = deque(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.popleft()
+        return await receive()
+
+    return replay
+
+
+class WAFMiddleware:
+    """Wrap an ASGI app with the web application firewall.
+
+    `rules` is a rule file path, a list of paths, or None for the shipped default ruleset.
+    `mode` ("enforce" | "detect" | "off") and `on_error` ("open" | "closed") override the
+    file's settings. An invalid rule file raises RuleFileError here, at startup.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        rules: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        mode: str | None = None,
+        on_error: str | None = None,
+        paranoia: int | None = None,
+    ) -> None:
+        self.app = app
+        ruleset = load_rules(rules, mode=mode, on_error=on_error, paranoia=paranoia)
+        self._engine = Engine(ruleset)
+        self._errors = ErrorReporter()
+        self.counters: dict[str, int] = {
+            "inspected": 0,
+            "blocked": 0,
+            "logged": 0,
+            "errors": 0,
+            "timeouts": 0,
+        }
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        engine = self._engine  # one snapshot for the whole request
+        settings = engine.settings
+        if settings.mode == "off":
+            await self.app(scope, receive, send)
+            return
+        body = settings.body
+        view = RequestView(
+            scope,
+            body_limits=BodyLimits(json_max_depth=body.json_max_depth, max_fields=body.max_fields),
+        )
+        consumed: list[Message] = []
+        started = time.perf_counter()
+        # -- the failure boundary: nothing inside the WAF may reach the app or the server --
+        try:
+            decision = await self._inspect(engine, view, receive, consumed)
+        except Exception as exc:
+            if await self._fail(engine, view, exc, started, send):
+                return
+            if consumed:
+                receive = _replaying(consumed, receive)
+            await self.app(scope, receive, send)
+            return
+        # -- outside the boundary --
+        self.counters["inspected"] += 1
+        if decision.outcome in ("block", "reject"):
+            self.counters["blocked"] += 1
+            rid = request_id(view)
+            self._log(engine, decision, view, started, rid, logging.WARNING)
+            await send_denial(send, view, decision.status, rid)
+            return
+        if decision.matches:
+            self.counters["logged"] += 1
+            scope["wafmw.decision"] = decision
+            self._log(engine, decision, view, started, request_id(view), logging.INFO)
+        if consumed:
+            receive = _replaying(consumed, receive)
+        await self.app(scope, receive, send)
+
+    async def _inspect(
+        self, engine: Engine, view: RequestView, receive: Receive, consumed: list[Message]
+    ) -> Decision:
+        settings = engine.settings
+        budget_s = settings.time_budget_ms / 1000.0
+        phase_start = time.perf_counter()
+        matches = engine.evaluate_head(view, phase_start + budget_s)
+        decision = engine.decide(matches)
+        if decision.outcome == "block" or decision.reason:
+            return decision
+        if not (engine.needs_body and view.scope["type"] == "http" and _may_have_body(view)):
+            return decision
+        spent = time.perf_counter() - phase_start
+        limit = settings.body.inspect_bytes
+        oversize = await self._read_body(receive, limit, consumed, view)
+        if oversize and settings.body.oversize == "reject":
+            return Decision("reject", 413, reason="body larger than inspect_bytes")
+        # Waiting for the client's body is I/O, not evaluation: only CPU time counts.
+        deadline = time.perf_counter() + budget_s - spent
+        matches = matches + engine.evaluate_body(view, deadline)
+        return engine.decide(matches)
+
+    @staticmethod
+    async def _read_body(
+        receive: Receive, limit: int, consumed: list[Message], view: RequestView
+    ) -> bool:
+        """Read up to `limit` bytes into view.body; True when more body remains beyond it."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            consumed.append(message)
+            if message["type"] != "http.request":
+                break  # the client went away: the app will see the same disconnect
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                break
+            if size > limit:
+                break
+        data = b"".join(chunks)
+        last = consumed[-1]
+        oversize = size > limit or (last["type"] == "http.request" and last.get("more_body", False))
+        view.body = data[:limit]
+        view.body_truncated = oversize
+        return oversize
+
+    async def _fail(
+        self, engine: Engine, view: RequestView, exc: Exception, started: float, send: Send
+    ) -> bool:
+        """Apply on_error to a failure inside the WAF. True when the request was answered."""
+        settings = engine.settings
+        rule = exc.rule if isinstance(exc, RuleFailure) else None
+        on_error = (rule.on_error if rule is not None else None) or settings.on_error
+        timeout = isinstance(exc, EvaluationTimeout)
+        self.counters["timeouts" if timeout else "errors"] += 1
+        rule_id = rule.id if rule is not None else getattr(exc, "rule_id", None)
+        cause = exc.cause if isinstance(exc, RuleFailure) else exc
+        event = {
+            "event": "timeout" if timeout else "error",
+            "action": "error-" + on_error,
+            "rule_id": rule_id,
+            "error": f"{type(cause).__name__}: {cause}"[:300],
+            **request_fields(view),
+            "ruleset": engine.ruleset.version,
+            "eval_us": round((time.perf_counter() - started) * 1e6, 1),
+        }
+        try:
+            self._errors.report(event, (rule_id, type(cause).__name__))
+        except Exception:  # a broken log handler must not break the boundary
+            pass
+        if on_error == "closed" and settings.mode == "enforce":
+            await send_denial(send, view, 503, request_id(view))
+            return True
+        return False
+
+    def _log(
+        self,
+        engine: Engine,
+        decision: Decision,
+        view: RequestView,
+        started: float,
+        rid: str,
+        level: int,
+    ) -> None:
+        try:
+            event = decision_event(
+                decision,
+                view,
+                version=engine.ruleset.version,
+                elapsed_us=(time.perf_counter() - started) * 1e6,
+                request_id=rid,
+            )
+            emit(event, level)
+        except Exception:  # logging must never turn a decision into an error
+            pass
+
+    def status(self) -> dict[str, Any]:
+        ruleset = self._engine.ruleset
+        return {
+            "version": ruleset.version,
+            "files": list(ruleset.files),
+            "filters": len(ruleset.filters),
+            "mode": ruleset.settings.mode,
+            "on_error": ruleset.settings.on_error,
+            "counters": dict(self.counters),
+        }

@@ -1,0 +1,241 @@
+"""RequestView: a lazy, read-only view of one request, each field decoded once and cached.
+
+It does no I/O: the middleware reads the body (when some rule needs it) and hands the bytes in.
+Collections are (name, value) pairs so that exclusions can drop one named argument or header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .body import BodyLimits, ParsedBody, parse_body
+from .model import Target
+from .transforms import apply_chain
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+class RequestView:
+    __slots__ = (
+        "_args",
+        "_body_limits",
+        "_cache",
+        "_client_ip",
+        "_client_ip_resolver",
+        "_cookies",
+        "_headers",
+        "_parsed_body",
+        "body",
+        "body_truncated",
+        "method",
+        "path",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        scope: Mapping[str, Any],
+        *,
+        client_ip_resolver: Callable[[Mapping[str, Any]], str | None] | None = None,
+        body_limits: BodyLimits | None = None,
+    ) -> None:
+        self.scope = scope
+        # websocket scopes have no method; inspect them as the GET they arrived as.
+        self.method: str = scope.get("method", "GET")
+        self.path: str = scope.get("path", "/")
+        self.body: bytes | None = None
+        self.body_truncated = False
+        self._client_ip_resolver = client_ip_resolver
+        self._body_limits = body_limits or BodyLimits()
+        self._headers: Pairs | None = None
+        self._args: Pairs | None = None
+        self._cookies: Pairs | None = None
+        self._parsed_body: ParsedBody | None = None
+        self._client_ip: str | None | bool = False  # False: not resolved yet
+        self._cache: dict[Any, Any] = {}
+
+    # -- simple fields --------------------------------------------------------------------------
+
+    @property
+    def raw_path(self) -> str:
+        raw = self.scope.get("raw_path")
+        if raw is None:
+            return self.path
+        return str(raw.decode("latin-1"))
+
+    @property
+    def query(self) -> str:
+        return str(self.scope.get("query_string", b"").decode("latin-1"))
+
+    @property
+    def uri(self) -> str:
+        query = self.query
+        return f"{self.raw_path}?{query}" if query else self.raw_path
+
+    @property
+    def http_version(self) -> str:
+        return str(self.scope.get("http_version", "1.1"))
+
+    @property
+    def headers(self) -> Pairs:
+        if self._headers is None:
+            self._headers = tuple(
+                (name.decode("latin-1").lower(), _decode(value))
+                for name, value in self.scope.get("headers", ())
+            )
+        return self._headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header (name in lowercase), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def host(self) -> str:
+        return self.header("host") or ""
+
+    @property
+    def args(self) -> Pairs:
+        if self._args is None:
+            query = self.query
+            self._args = (
+                tuple(parse_qsl(query, keep_blank_values=True, errors="replace")) if query else ()
+            )
+        return self._args
+
+    def arg(self, name: str) -> str | None:
+        for key, value in self.args:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def cookies(self) -> Pairs:
+        if self._cookies is None:
+            pairs: list[tuple[str, str]] = []
+            for key, value in self.headers:
+                if key != "cookie":
+                    continue
+                for chunk in value.split(";"):
+                    name, sep, val = chunk.partition("=")
+                    name = name.strip()
+                    if name or sep:
+                        pairs.append((name, val.strip()))
+            self._cookies = tuple(pairs)
+        return self._cookies
+
+    def cookie(self, name: str) -> str | None:
+        for key, value in self.cookies:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def client_ip(self) -> str | None:
+        if self._client_ip is False:
+            if self._client_ip_resolver is not None:
+                self._client_ip = self._client_ip_resolver(self.scope)
+            else:
+                client = self.scope.get("client")
+                self._client_ip = client[0] if client else None
+        return self._client_ip  # type: ignore[return-value]
+
+    @property
+    def content_type(self) -> str | None:
+        return self.header("content-type")
+
+    @property
+    def parsed_body(self) -> ParsedBody:
+        if self._parsed_body is None:
+            self._parsed_body = parse_body(self.content_type, self.body or b"", self._body_limits)
+        return self._parsed_body
+
+    # -- targets --------------------------------------------------------------------------------
+
+    def items(self, kind: str) -> Pairs:
+        """(name, value) pairs of one target kind; single-valued targets use the name ''."""
+        cached = self._cache.get(kind)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        out: Pairs
+        if kind == "path":
+            out = (("", self.path),)
+        elif kind == "args":
+            out = self.args
+        elif kind == "headers":
+            out = self.headers
+        elif kind == "cookies":
+            out = self.cookies
+        elif kind == "args_names":
+            out = tuple((k, k) for k, _ in self.args)
+        elif kind == "header_names":
+            out = tuple((k, k) for k, _ in self.headers)
+        elif kind == "cookie_names":
+            out = tuple((k, k) for k, _ in self.cookies)
+        elif kind == "raw_path":
+            out = (("", self.raw_path),)
+        elif kind == "query":
+            out = (("", self.query),)
+        elif kind == "uri":
+            out = (("", self.uri),)
+        elif kind == "method":
+            out = (("", self.method),)
+        elif kind == "http_version":
+            out = (("", self.http_version),)
+        else:
+            out = self._body_items(kind)
+        self._cache[kind] = out
+        return out
+
+    def _body_items(self, kind: str) -> Pairs:
+        if self.body is None:
+            return ()
+        parsed = self.parsed_body
+        if kind == "body":
+            if parsed.kind in ("form", "json", "multipart"):
+                return parsed.fields
+            return (("", parsed.raw),) if parsed.raw else ()
+        if kind == "body_names":
+            return tuple((n, n) for n in parsed.names)
+        if kind == "body_raw":
+            return (("", parsed.raw),) if parsed.raw else ()
+        if kind == "files":
+            return tuple((f, f) for f in parsed.files)
+        raise KeyError(kind)
+
+    def target_items(self, target: Target) -> Pairs:
+        items = self.items(target.kind)
+        if target.name is None:
+            return items
+        return tuple(pair for pair in items if pair[0] == target.name)
+
+    def joined(self, kinds: tuple[str, ...]) -> str:
+        """All values of the given kinds joined by newlines: one string to scan at once."""
+        key = ("joined", kinds)
+        text = self._cache.get(key)
+        if text is None:
+            text = "\n".join(value for kind in kinds for _, value in self.items(kind))
+            self._cache[key] = text
+        return text  # type: ignore[no-any-return]
+
+    def transformed(self, value: str, chain: tuple[str, ...]) -> str:
+        """`value` after the transform chain, computed once per request."""
+        if not chain:
+            return value
+        key = ("transformed", value, chain)
+        out = self._cache.get(key)
+        if out is None:
+            out = apply_chain(value, chain)
+            self._cache[key] = out
+        return out  # type: ignore[no-any-return]
