@@ -1,0 +1,1103 @@
+"""Rate limits: rules, counting windows, bans and their storage.
+
+Three storage paths, chosen by the storage URI:
+
+``memory://``
+    Counting in this process with our own lean windows (a dict of small
+    per-key states, LRU-bounded by ``max_memory_keys``). Exact.
+
+``redis://``, ``rediss://``, ``redis+unix://``
+    One Lua script per rule and request against Redis through redis-py's
+    asyncio client: the ban check, every limit of the rule and the ban are
+    decided atomically on the server, with the server's clock, in one round
+    trip. Two local shortcuts keep most requests off the network:
+
+    * a refusal is remembered until the moment Redis said the key frees up
+      (exact: nothing another worker does can free a key earlier);
+    * for large limits (``amount * batch_fraction >= 2``) a worker admits up
+      to ``K = floor(min_amount * batch_fraction)`` units locally between
+      round trips (and for at most ``batch_max_age`` seconds), then sends them
+      with the next round trip. At most K extra units per key per worker per
+      window can be admitted. Smaller limits are exact.
+
+anything else ``limits`` knows (``redis+sentinel://``, ``redis+cluster://``,
+``memcached://``, ``mongodb://``, ``valkey://`` …)
+    The ``limits`` async strategies, one storage call per limit and request.
+
+See docs/rate-limits.md for the user-facing description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import math
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import limits
+from limits import RateLimitItem
+
+if TYPE_CHECKING:
+    from limits.aio.storage import Storage as LimitsStorage
+    from limits.aio.strategies import RateLimiter as LimitsStrategy
+
+__all__ = [
+    "KEY_PARTS",
+    "STRATEGIES",
+    "RateLimitResult",
+    "RateLimitRule",
+    "RateLimiter",
+    "RequestLike",
+    "StorageUnavailable",
+    "parse_rate_limit_rule",
+]
+
+logger = logging.getLogger("wafmw")
+
+STRATEGIES: Final = ("fixed-window", "moving-window", "sliding-window-counter")
+KEY_PARTS: Final = ("client_ip", "path", "method", "header:", "cookie:", "query:")
+_STRATEGY_CODE: Final = {"fixed-window": 1, "moving-window": 2, "sliding-window-counter": 3}
+_FIXED, _MOVING, _SLIDING = 1, 2, 3
+
+_MAX_LIMITS_PER_RULE = 8
+_MAX_BAN_SECONDS = 30 * 86400
+_MAX_COST = 1_000_000
+_MAX_KEY_CHARS = 200  # longer storage keys are hashed
+_LOG_INTERVAL = 30.0  # seconds between two "storage unavailable" log lines
+
+
+class StorageUnavailable(Exception):
+    """The rate-limit storage failed or did not answer in time.
+
+    The core turns this into the rate-limit group's ``on_error`` outcome.
+    """
+
+
+class RequestLike(Protocol):
+    """What RateLimiter needs from a request (the core's RequestView provides it)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def client_ip(self) -> str | None: ...
+    def header(self, name: str) -> str | None: ...  # lowercase name
+    def cookie(self, name: str) -> str | None: ...
+    def arg(self, name: str) -> str | None: ...  # first query arg value
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitRule:
+    id: int
+    msg: str
+    limits: tuple[RateLimitItem, ...]
+    strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"]
+    key: tuple[str, ...] = ("client_ip",)
+    paths: tuple[str, ...] = ()  # globs; empty = every path
+    methods: frozenset[str] = frozenset()  # upper case; empty = every method
+    hosts: tuple[str, ...] = ()  # globs, lower case, without port; empty = every host
+    cost: int = 1
+    ban_seconds: int = 0
+    mode: Literal["enforce", "detect"] | None = None
+    on_error: Literal["open", "closed"] | None = None
+    paranoia: int = 1
+    tags: tuple[str, ...] = ()
+    # Compiled forms, filled by parse_rate_limit_rule.
+    path_re: re.Pattern[str] | None = None
+    host_re: re.Pattern[str] | None = None
+    key_parts: tuple[tuple[str, str], ...] = (("client_ip", ""),)
+    policy_names: tuple[str, ...] = ()
+    policy_header: bytes = b""
+
+    def matches(self, request: RequestLike) -> bool:
+        if self.methods and request.method.upper() not in self.methods:
+            return False
+        if self.path_re is not None and self.path_re.match(request.path) is None:
+            return False
+        return self.host_re is None or self.host_re.match(_host_only(request.host)) is not None
+
+    def key_of(self, request: RequestLike) -> tuple[str, ...]:
+        """The counter key of a request; a missing value counts as ""."""
+        values: list[str] = []
+        for kind, name in self.key_parts:
+            if kind == "client_ip":
+                value = request.client_ip
+            elif kind == "path":
+                value = request.path
+            elif kind == "method":
+                value = request.method
+            elif kind == "header":
+                value = request.header(name)
+            elif kind == "cookie":
+                value = request.cookie(name)
+            else:
+                value = request.arg(name)
+            values.append(value or "")
+        return tuple(values)
+
+
+def _host_only(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _glob_re(globs: Sequence[str], *, ignore_case: bool) -> re.Pattern[str] | None:
+    if not globs:
+        return None
+    body = "|".join(f"(?:{fnmatch.translate(g)})" for g in globs)
+    return re.compile(body, re.IGNORECASE if ignore_case else 0)
+
+
+def _str_list(value: object, field: str, *, allow_single: bool = True) -> list[str]:
+    if isinstance(value, str) and allow_single:
+        return [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{field}: must be a non-empty list of strings")
+    out: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise ValueError(f"{field}[{index}]: must be a non-empty string")
+        out.append(item)
+    return out
+
+
+def _int(value: object, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{field}: must be an integer")
+    if not low <= value <= high:
+        raise ValueError(f"{field}: must be between {low} and {high}, not {value}")
+    return value
+
+
+_RULE_KEYS = frozenset(
+    {
+        "id",
+        "msg",
+        "tags",
+        "paranoia",
+        "mode",
+        "on_error",
+        "match",
+        "limit",
+        "strategy",
+        "key",
+        "cost",
+        "ban_seconds",
+    }
+)
+_MATCH_KEYS = frozenset({"path", "methods", "hosts"})
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
+def _parse_key(value: object) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    items = _str_list(value, "key")
+    if len(items) > 8:
+        raise ValueError("key: at most 8 parts")
+    parts: list[tuple[str, str]] = []
+    for index, item in enumerate(items):
+        field = f"key[{index}]"
+        if item in ("client_ip", "path", "method"):
+            parts.append((item, ""))
+            continue
+        kind, sep, name = item.partition(":")
+        if not sep or kind not in ("header", "cookie", "query") or not name:
+            raise ValueError(
+                f"{field}: {item!r} is not one of client_ip, path, method, "
+                "header:NAME, cookie:NAME, query:NAME"
+            )
+        if kind == "header":
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{field}: {name!r} is not a valid header name")
+            name = name.lower()
+        parts.append((kind, name))
+    if len(set(parts)) != len(parts):
+        raise ValueError("key: a part is listed twice")
+    canonical = tuple(kind if not name else f"{kind}:{name}" for kind, name in parts)
+    return canonical, tuple(parts)
+
+
+def parse_rate_limit_rule(spec: Mapping[str, object]) -> RateLimitRule:
+    """Compile one entry of the top-level ``rate_limits`` list.
+
+    Raises ValueError("field: message"); the loader adds file, line and rule id.
+    """
+    if not isinstance(spec, Mapping):
+        raise ValueError("rate_limits: each rule must be a mapping")
+    for name in spec:
+        if name not in _RULE_KEYS:
+            raise ValueError(f"{name}: unknown key (allowed: {', '.join(sorted(_RULE_KEYS))})")
+    for required in ("id", "msg", "limit"):
+        if required not in spec:
+            raise ValueError(f"{required}: required")
+    rule_id = _int(spec["id"], "id", 1, 999_999_999)
+    msg = spec["msg"]
+    if not isinstance(msg, str) or not msg.strip():
+        raise ValueError("msg: must be a non-empty string")
+
+    raw_limit = spec["limit"]
+    if not isinstance(raw_limit, str) or not raw_limit.strip():
+        raise ValueError('limit: must be a string such as "100/minute;1000/hour"')
+    try:
+        items = tuple(limits.parse_many(raw_limit))
+    except ValueError as exc:
+        raise ValueError(f"limit: {raw_limit!r} is not a rate limit ({exc})") from None
+    if not items:
+        raise ValueError(f"limit: {raw_limit!r} has no limit in it")
+    if len(items) > _MAX_LIMITS_PER_RULE:
+        raise ValueError(f"limit: at most {_MAX_LIMITS_PER_RULE} limits per rule")
+    for item in items:
+        if item.amount < 1:
+            raise ValueError(f"limit: {item} allows nothing; use an IP list or a filter to block")
+        if item.get_expiry() < 1:
+            raise ValueError(f"limit: {item} has a window shorter than one second")
+    if len({(i.amount, i.get_expiry()) for i in items}) != len(items):
+        raise ValueError("limit: the same limit is listed twice")
+
+    strategy = spec.get("strategy", "moving-window")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy: must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+
+    key, key_parts = _parse_key(spec.get("key", ["client_ip"]))
+    cost = _int(spec.get("cost", 1), "cost", 1, _MAX_COST)
+    smallest = min(item.amount for item in items)
+    if cost > smallest:
+        raise ValueError(f"cost: {cost} is more than the limit's amount {smallest}")
+    ban_seconds = _int(spec.get("ban_seconds", 0), "ban_seconds", 0, _MAX_BAN_SECONDS)
+
+    mode = spec.get("mode")
+    if mode not in (None, "enforce", "detect"):
+        raise ValueError(f"mode: must be enforce or detect, not {mode!r}")
+    on_error = spec.get("on_error")
+    if on_error not in (None, "open", "closed"):
+        raise ValueError(f"on_error: must be open or closed, not {on_error!r}")
+    paranoia = _int(spec.get("paranoia", 1), "paranoia", 1, 4)
+    tags = tuple(_str_list(spec["tags"], "tags", allow_single=False)) if "tags" in spec else ()
+
+    match = spec.get("match", {})
+    if not isinstance(match, Mapping):
+        raise ValueError("match: must be a mapping with path, methods and/or hosts")
+    for name in match:
+        if name not in _MATCH_KEYS:
+            raise ValueError(f"match.{name}: unknown key (allowed: path, methods, hosts)")
+    paths = tuple(_str_list(match["path"], "match.path")) if "path" in match else ()
+    for index, glob in enumerate(paths):
+        if not glob.startswith(("/", "*")):
+            raise ValueError(f"match.path[{index}]: {glob!r} must start with / or *")
+    methods = (
+        frozenset(m.upper() for m in _str_list(match["methods"], "match.methods"))
+        if "methods" in match
+        else frozenset()
+    )
+    hosts = (
+        tuple(h.lower() for h in _str_list(match["hosts"], "match.hosts"))
+        if "hosts" in match
+        else ()
+    )
+
+    if len(items) == 1:
+        names: tuple[str, ...] = (str(rule_id),)
+    else:
+        names = tuple(f"{rule_id}-{i.amount}-{i.get_expiry()}s" for i in items)
+    policy = ", ".join(
+        f'"{name}";q={item.amount};w={item.get_expiry()}'
+        for name, item in zip(names, items, strict=True)
+    )
+    return RateLimitRule(
+        id=rule_id,
+        msg=msg,
+        limits=items,
+        strategy=strategy,
+        key=key,
+        paths=paths,
+        methods=methods,
+        hosts=hosts,
+        cost=cost,
+        ban_seconds=ban_seconds,
+        mode=mode,
+        on_error=on_error,
+        paranoia=paranoia,
+        tags=tags,
+        path_re=_glob_re(paths, ignore_case=False),
+        host_re=_glob_re(hosts, ignore_case=True),
+        key_parts=key_parts,
+        policy_names=names,
+        policy_header=policy.encode("ascii"),
+    )
+
+
+# ------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    rule: RateLimitRule
+    limited: bool
+    retry_after: int  # seconds, >= 1 when limited, 0 otherwise
+    headers: tuple[tuple[bytes, bytes], ...]
+    remaining: int = 0  # quota left in the rule's tightest limit
+    banned: bool = False  # refused because of a standing ban, not by the window itself
+
+
+def _result(
+    rule: RateLimitRule,
+    limited: bool,
+    retry: float,
+    remaining: Sequence[int] = (),
+    resets: Sequence[float] = (),
+    *,
+    banned: bool = False,
+) -> RateLimitResult:
+    """Build a result and its headers; no ``remaining`` means "nothing left" everywhere."""
+    retry_after = max(1, math.ceil(retry - 1e-6)) if limited else 0
+    if remaining:
+        state = ", ".join(
+            f'"{name}";r={max(0, r)};t={max(0, math.ceil(t - 1e-6))}'
+            for name, r, t in zip(rule.policy_names, remaining, resets, strict=True)
+        )
+        least = max(0, min(remaining))
+    else:
+        state = ", ".join(f'"{name}";r=0;t={retry_after}' for name in rule.policy_names)
+        least = 0
+    headers: tuple[tuple[bytes, bytes], ...] = (
+        (b"ratelimit-policy", rule.policy_header),
+        (b"ratelimit", state.encode("ascii")),
+    )
+    if limited:
+        headers = ((b"retry-after", str(retry_after).encode("ascii")), *headers)
+    return RateLimitResult(
+        rule=rule,
+        limited=limited,
+        retry_after=retry_after,
+        headers=headers,
+        remaining=least,
+        banned=banned,
+    )
+
+
+# ---------------------------------------------------------------------- the windows
+#
+# The same arithmetic runs in Python (memory) and in Lua (Redis); keep them in step.
+# Times are seconds (float) here, milliseconds (integer) in Lua.
+
+
+class _MemEntry:
+    __slots__ = ("ban_until", "windows")
+
+    def __init__(self, windows: list[Any]) -> None:
+        self.ban_until = 0.0
+        self.windows = windows
+
+
+def _new_windows(code: int, count: int) -> list[Any]:
+    if code == _MOVING:
+        return [deque() for _ in range(count)]
+    if code == _FIXED:
+        return [[0, 0.0] for _ in range(count)]  # [count, window end]
+    return [[0, 0, 0] for _ in range(count)]  # [window index, previous count, current count]
+
+
+def _fixed_state(w: list[Any], now: float, period: float) -> tuple[int, float]:
+    if now >= w[1]:
+        w[0] = 0
+        w[1] = now + period
+    return w[0], w[1] - now
+
+
+def _moving_state(dq: deque[float], now: float, period: float) -> int:
+    horizon = now - period
+    while dq and dq[0] <= horizon:
+        dq.popleft()
+    return len(dq)
+
+
+def _sliding_state(w: list[Any], now: float, period: float) -> tuple[int, int, float]:
+    """(previous, current, elapsed in current window); rolls the window if needed."""
+    index = int(now // period)
+    if w[0] != index:
+        w[1] = w[2] if w[0] == index - 1 else 0
+        w[2] = 0
+        w[0] = index
+    return w[1], w[2], now - index * period
+
+
+def _sliding_retry(
+    prev: int, cur: int, cost: int, amount: int, period: float, elapsed: float
+) -> float:
+    room = amount - cur - cost
+    if room >= 0:
+        if prev <= 0:
+            return 0.0
+        return max(0.0, period - elapsed - room * period / prev)
+    # Not before the next window, where the current count becomes the weighted one.
+    into_next = max(0.0, period - (amount - cost) * period / cur)
+    return period - elapsed + into_next
+
+
+class _MemoryBackend:
+    def __init__(self, rules: Sequence[RateLimitRule], max_keys: int) -> None:
+        self._max_keys = max_keys
+        self._codes = [_STRATEGY_CODE[r.strategy] for r in rules]
+        self._periods = [tuple(float(i.get_expiry()) for i in r.limits) for r in rules]
+        self._amounts = [tuple(i.amount for i in r.limits) for r in rules]
+        self._state: OrderedDict[tuple[int, tuple[str, ...]], _MemEntry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def check(
+        self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
+    ) -> RateLimitResult | None:
+        now = time.monotonic()
+        state = self._state
+        slot = (index, key)
+        entry = state.get(slot)
+        code = self._codes[index]
+        if entry is None:
+            if len(state) >= self._max_keys:
+                state.popitem(last=False)  # forget the least recently seen key
+            entry = state[slot] = _MemEntry(_new_windows(code, len(rule.limits)))
+        else:
+            state.move_to_end(slot)
+            if entry.ban_until > now:
+                return _result(rule, True, entry.ban_until - now, banned=True)
+        cost = rule.cost
+        periods = self._periods[index]
+        amounts = self._amounts[index]
+        windows = entry.windows
+        n = len(windows)
+        used: list[int] = [0] * n
+        resets: list[float] = [0.0] * n
+        retry = -1.0
+        # Test every limit before counting, so that a refused hit counts nowhere.
+        for i in range(n):
+            period = periods[i]
+            amount = amounts[i]
+            if code == _FIXED:
+                used[i], resets[i] = _fixed_state(windows[i], now, period)
+                if used[i] + cost > amount:
+                    retry = max(retry, resets[i])
+            elif code == _MOVING:
+                dq: deque[float] = windows[i]
+                used[i] = _moving_state(dq, now, period)
+                if used[i] + cost > amount:
+                    retry = max(retry, dq[used[i] + cost - amount - 1] + period - now)
+            else:
+                prev, cur, elapsed = _sliding_state(windows[i], now, period)
+                weighted = prev * (period - elapsed) / period + cur
+                used[i] = math.ceil(weighted)
+                resets[i] = period - elapsed
+                if weighted + cost > amount:
+                    retry = max(retry, _sliding_retry(prev, cur, cost, amount, period, elapsed))
+        if retry >= 0.0:
+            if rule.ban_seconds:
+                entry.ban_until = now + rule.ban_seconds
+                retry = max(retry, float(rule.ban_seconds))
+            remaining = [a - u for a, u in zip(amounts, used, strict=True)]
+            return _result(rule, True, retry, remaining, [retry] * n)
+        for i in range(n):
+            if code == _FIXED:
+                windows[i][0] += cost
+            elif code == _MOVING:
+                windows[i].extend([now] * cost)
+            else:
+                windows[i][2] += cost
+        if not want_stats:
+            return None
+        remaining = [a - u - cost for a, u in zip(amounts, used, strict=True)]
+        if code == _MOVING:
+            resets = [w[0] + p - now for w, p in zip(windows, periods, strict=True)]
+        return _result(rule, False, 0.0, remaining, resets)
+
+
+# ------------------------------------------------------------------------- Redis
+
+# KEYS[1] ban key, KEYS[1+i] window key of limit i.
+# ARGV: cost, pending (units already admitted locally: added unconditionally),
+#       ban_ms, then per limit: strategy code, amount, period_ms.
+# Returns {status, retry_ms, remaining_1, reset_ms_1, remaining_2, reset_ms_2, ...}
+# with status 0 allowed, 1 limited now, 2 refused by a standing ban.
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cost = tonumber(ARGV[1])
+local pending = tonumber(ARGV[2])
+local ban_ms = tonumber(ARGV[3])
+local n = #KEYS - 1
+
+local ban_ttl = redis.call('PTTL', KEYS[1])
+if ban_ttl > 0 then
+  return {2, ban_ttl}
+end
+
+local function moving_used(k, period)
+  local len = redis.call('LLEN', k)
+  local lo, hi = 0, len
+  local horizon = now - period
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if tonumber(redis.call('LINDEX', k, mid)) > horizon then lo = mid + 1 else hi = mid end
+  end
+  if lo < len then
+    if lo == 0 then redis.call('DEL', k) else redis.call('LTRIM', k, 0, lo - 1) end
+  end
+  return lo
+end
+
+local function add(kind, k, x, amount, period)
+  if x <= 0 then return end
+  if kind == 1 then
+    if redis.call('INCRBY', k, x) == x then redis.call('PEXPIRE', k, period) end
+  elseif kind == 2 then
+    local left = math.min(x, amount)
+    while left > 0 do
+      local chunk = {}
+      for j = 1, math.min(left, 1000) do chunk[j] = now end
+      redis.call('LPUSH', k, unpack(chunk))
+      left = left - #chunk
+    end
+    redis.call('LTRIM', k, 0, amount - 1)
+    redis.call('PEXPIRE', k, period)
+  else
+    local index = math.floor(now / period)
+    local h = redis.call('HMGET', k, 'w', 'c', 'p')
+    local w = tonumber(h[1])
+    local c, p = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+    if w ~= index then
+      if w == index - 1 then p = c else p = 0 end
+      c = 0
+    end
+    redis.call('HSET', k, 'w', index, 'c', c + x, 'p', p)
+    redis.call('PEXPIRE', k, 2 * period)
+  end
+end
+
+local function state(kind, k, amount, period)
+  -- used (rounded up), reset_ms, retry_ms for `cost` more (-1 when it fits)
+  if kind == 1 then
+    local v = tonumber(redis.call('GET', k) or '0')
+    local ttl = redis.call('PTTL', k)
+    if ttl < 0 then ttl = period; v = 0 end
+    if v + cost > amount then return v, ttl, ttl end
+    return v, ttl, -1
+  elseif kind == 2 then
+    local used = moving_used(k, period)
+    local reset = period
+    if used > 0 then reset = tonumber(redis.call('LINDEX', k, used - 1)) + period - now end
+    if used + cost > amount then
+      local ts = tonumber(redis.call('LINDEX', k, amount - cost))
+      return used, reset, ts + period - now
+    end
+    return used, reset, -1
+  else
+    local index = math.floor(now / period)
+    local elapsed = now - index * period
+    local h = redis.call('HMGET', k, 'w', 'c', 'p')
+    local w = tonumber(h[1])
+    local c, p = tonumber(h[2]) or 0, tonumber(h[3]) or 0
+    local prev, cur = 0, 0
+    if w == index then prev, cur = p, c elseif w == index - 1 then prev = c end
+    local weighted = prev * (period - elapsed) / period + cur
+    local used = math.ceil(weighted)
+    local reset = period - elapsed
+    if weighted + cost <= amount then return used, reset, -1 end
+    local room = amount - cur - cost
+    local retry
+    if room >= 0 then
+      retry = math.max(0, period - elapsed - room * period / prev)
+    else
+      retry = period - elapsed + math.max(0, period - (amount - cost) * period / cur)
+    end
+    return used, reset, math.ceil(retry)
+  end
+end
+
+if pending > 0 then
+  for i = 1, n do
+    local b = 3 + (i - 1) * 3
+    add(tonumber(ARGV[b + 1]), KEYS[i + 1], pending, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]))
+  end
+end
+
+local out = {0, 0}
+local retry = -1
+for i = 1, n do
+  local b = 3 + (i - 1) * 3
+  local kind, amount, period = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local used, reset, r = state(kind, KEYS[i + 1], amount, period)
+  out[3 + (i - 1) * 2] = amount - used
+  out[4 + (i - 1) * 2] = reset
+  if r > retry then retry = r end
+end
+
+if retry >= 0 then
+  if ban_ms > 0 then
+    redis.call('SET', KEYS[1], '1', 'PX', ban_ms)
+    if ban_ms > retry then retry = ban_ms end
+  end
+  out[1] = 1
+  out[2] = retry
+  for i = 1, n do out[4 + (i - 1) * 2] = retry end
+  return out
+end
+
+for i = 1, n do
+  local b = 3 + (i - 1) * 3
+  local kind, amount, period = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  add(kind, KEYS[i + 1], cost, amount, period)
+  out[3 + (i - 1) * 2] = out[3 + (i - 1) * 2] - cost
+  if kind == 2 and out[3 + (i - 1) * 2] + cost == amount then
+    out[4 + (i - 1) * 2] = period  -- the window was empty: this hit is the oldest
+  end
+end
+return out
+"""
+
+
+class _LocalEntry:
+    """What one worker remembers about one Redis-backed key."""
+
+    __slots__ = (
+        "inflight",
+        "pending",
+        "refused_banned",
+        "refused_until",
+        "remaining",
+        "resets_at",
+        "synced_at",
+    )
+
+    def __init__(self) -> None:
+        self.refused_until = 0.0  # monotonic; refuse locally until then
+        self.refused_banned = False
+        self.synced_at = -math.inf  # monotonic time of the last answer from Redis
+        self.remaining = 0  # smallest remaining across the rule's limits at that answer
+        self.pending = 0  # units admitted locally, not yet sent
+        self.inflight = False
+        self.resets_at: tuple[float, ...] = ()
+
+
+def _storage_key(prefix: str, rule: RateLimitRule, key: tuple[str, ...]) -> str:
+    text = "|".join(v.replace("%", "%25").replace("|", "%7C") for v in key)
+    if len(text) > _MAX_KEY_CHARS or any(c in text for c in "{}"):
+        text = (
+            "h:"
+            + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        )
+    # The braces keep every key of one counter in one Redis Cluster slot.
+    return f"{prefix}:{rule.id}:{{{text}}}"
+
+
+def _redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class _Health:
+    """Circuit breaker and once-per-interval logging for one storage."""
+
+    __slots__ = ("down_until", "failing", "last_log", "retry_interval", "suppressed", "where")
+
+    def __init__(self, where: str, retry_interval: float) -> None:
+        self.where = where
+        self.retry_interval = retry_interval
+        self.down_until = 0.0
+        self.failing = False
+        self.last_log = -math.inf
+        self.suppressed = 0
+
+    def gate(self, now: float) -> None:
+        if now < self.down_until:
+            raise StorageUnavailable(f"rate-limit storage {self.where} unavailable (backing off)")
+
+    def failed(self, exc: BaseException) -> StorageUnavailable:
+        now = time.monotonic()
+        self.down_until = now + self.retry_interval
+        self.failing = True
+        if now - self.last_log >= _LOG_INTERVAL:
+            logger.warning(
+                "rate-limit storage %s unavailable: %s: %s (%d similar failures since the last "
+                "message; retrying every %.2fs)",
+                self.where,
+                type(exc).__name__,
+                exc,
+                self.suppressed,
+                self.retry_interval,
+            )
+            self.last_log = now
+            self.suppressed = 0
+        else:
+            self.suppressed += 1
+        return StorageUnavailable(f"rate-limit storage {self.where} unavailable: {exc}")
+
+    def recovered(self) -> None:
+        self.failing = False
+        logger.warning("rate-limit storage %s is available again", self.where)
+        self.last_log = -math.inf
+
+
+class _RedisBackend:
+    def __init__(
+        self,
+        rules: Sequence[RateLimitRule],
+        uri: str,
+        *,
+        timeout: float,
+        max_keys: int,
+        key_prefix: str,
+        batch_fraction: float,
+        batch_max_age: float,
+        retry_interval: float,
+    ) -> None:
+        try:
+            import redis.asyncio as redis_asyncio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import NoScriptError, RedisError
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ValueError(
+                "rate_limit_storage: redis:// needs the redis client: pip install 'wafmw[redis]'"
+            ) from exc
+        self._no_script: type[Exception] = NoScriptError
+        self._errors: tuple[type[BaseException], ...] = (
+            RedisError,
+            OSError,
+            TimeoutError,
+            asyncio.TimeoutError,
+        )
+        self._client: Any = redis_asyncio.Redis.from_url(
+            uri,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
+        self._prefix = key_prefix
+        self._max_keys = max_keys
+        self._batch_max_age = batch_max_age
+        self._health = _Health(_redact(uri), retry_interval)
+        self._local: OrderedDict[tuple[int, tuple[str, ...]], _LocalEntry] = OrderedDict()
+        self._suffixes: list[tuple[str, ...]] = []
+        self._args: list[tuple[int, ...]] = []
+        self._batch: list[int] = []
+        for rule in rules:
+            code = _STRATEGY_CODE[rule.strategy]
+            self._suffixes.append(
+                (":ban", *(f":{code}:{i.amount}:{i.get_expiry()}" for i in rule.limits))
+            )
+            args: list[int] = [rule.ban_seconds * 1000]
+            for item in rule.limits:
+                args += [code, item.amount, item.get_expiry() * 1000]
+            self._args.append(tuple(args))
+            k = math.floor(min(i.amount for i in rule.limits) * batch_fraction)
+            self._batch.append(k if k >= 2 else 0)
+
+    def __len__(self) -> int:
+        return len(self._local)
+
+    def _entry(self, slot: tuple[int, tuple[str, ...]]) -> _LocalEntry:
+        local = self._local
+        entry = local.get(slot)
+        if entry is None:
+            if len(local) >= self._max_keys:
+                local.popitem(last=False)
+            entry = local[slot] = _LocalEntry()
+        else:
+            local.move_to_end(slot)
+        return entry
+
+    async def check(
+        self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
+    ) -> RateLimitResult | None:
+        now = time.monotonic()
+        slot = (index, key)
+        entry = self._entry(slot)
+        if entry.refused_until > now:
+            left = entry.refused_until - now
+            return _result(rule, True, left, banned=entry.refused_banned)
+        batch = self._batch[index]
+        cost = rule.cost
+        if (
+            batch
+            and not entry.inflight
+            and entry.pending + cost <= batch
+            and entry.pending + cost <= entry.remaining
+            and now - entry.synced_at < self._batch_max_age
+        ):
+            entry.pending += cost
+            if not want_stats:
+                return None
+            remaining = [entry.remaining - entry.pending] * len(rule.limits)
+            return _result(rule, False, 0.0, remaining, [t - now for t in entry.resets_at])
+        self._health.gate(now)
+        pending = entry.pending
+        entry.pending = 0
+        entry.inflight = True
+        base = _storage_key(self._prefix, rule, key)
+        keys = [base + suffix for suffix in self._suffixes[index]]
+        try:
+            reply = await self._eval(keys, (cost, pending, *self._args[index]))
+        except self._errors as exc:
+            raise self._health.failed(exc) from exc
+        finally:
+            entry.inflight = False
+        if self._health.failing:
+            self._health.recovered()
+        now = time.monotonic()
+        status = int(reply[0])
+        n = len(rule.limits)
+        remaining = [int(reply[2 + 2 * i]) for i in range(n)]
+        resets = [int(reply[3 + 2 * i]) / 1000 for i in range(n)]
+        entry.synced_at = now
+        entry.remaining = min(remaining) if status == 0 else 0
+        entry.resets_at = tuple(now + t for t in resets)
+        if status != 0:
+            retry = int(reply[1]) / 1000
+            entry.refused_until = now + retry
+            entry.refused_banned = status == 2
+            if status == 2:
+                return _result(rule, True, retry, banned=True)
+            return _result(rule, True, retry, remaining, resets)
+        return _result(rule, False, 0.0, remaining, resets) if want_stats else None
+
+    async def _eval(self, keys: list[str], args: tuple[int, ...]) -> list[Any]:
+        client = self._client
+        try:
+            reply: list[Any] = await client.evalsha(self._sha, len(keys), *keys, *args)
+        except self._no_script:
+            await client.script_load(_LUA)
+            reply = await client.evalsha(self._sha, len(keys), *keys, *args)
+        return reply
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+# ------------------------------------------------------------ other limits storages
+
+
+class _LimitsBackend:
+    """Any storage ``limits`` supports; one or more round trips per limit."""
+
+    def __init__(
+        self,
+        rules: Sequence[RateLimitRule],
+        uri: str,
+        *,
+        timeout: float,
+        key_prefix: str,
+        retry_interval: float,
+    ) -> None:
+        from limits.aio import strategies
+        from limits.storage import storage_from_string
+
+        async_uri = uri if uri.startswith("async+") else f"async+{uri}"
+        options: dict[str, float | str | bool] = {"wrap_exceptions": True}
+        scheme = urlsplit(async_uri).scheme
+        if scheme.startswith("async+redis"):
+            options["implementation"] = "redispy"  # coredis is not a dependency
+            options["socket_timeout"] = timeout
+            options["socket_connect_timeout"] = timeout
+        try:
+            storage = storage_from_string(async_uri, **options)
+        except Exception as exc:
+            raise ValueError(f"rate_limit_storage: {_redact(uri)}: {exc}") from exc
+        self._storage: LimitsStorage = storage  # type: ignore[assignment]
+        by_name: dict[str, type[LimitsStrategy]] = {
+            "fixed-window": strategies.FixedWindowRateLimiter,
+            "moving-window": strategies.MovingWindowRateLimiter,
+            "sliding-window-counter": strategies.SlidingWindowCounterRateLimiter,
+        }
+        self._strategies: dict[str, LimitsStrategy] = {}
+        for rule in rules:
+            if rule.strategy not in self._strategies:
+                try:
+                    self._strategies[rule.strategy] = by_name[rule.strategy](storage)
+                except NotImplementedError as exc:
+                    raise ValueError(
+                        f"rate_limit_storage: {_redact(uri)} does not support {rule.strategy}"
+                    ) from exc
+        self._timeout = timeout
+        self._prefix = key_prefix
+        self._health = _Health(_redact(uri), retry_interval)
+
+    def __len__(self) -> int:
+        return 0
+
+    async def check(
+        self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
+    ) -> RateLimitResult | None:
+        self._health.gate(time.monotonic())
+        try:
+            result = await asyncio.wait_for(self._check(rule, key, want_stats), self._timeout)
+        except (Exception, asyncio.TimeoutError) as exc:
+            raise self._health.failed(exc) from exc
+        if self._health.failing:
+            self._health.recovered()
+        return result
+
+    async def _check(
+        self, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
+    ) -> RateLimitResult | None:
+        storage = self._storage
+        strategy = self._strategies[rule.strategy]
+        base = _storage_key(self._prefix, rule, key)
+        ban_key = f"{base}:ban"
+        if rule.ban_seconds and await storage.get(ban_key) > 0:
+            left = await storage.get_expiry(ban_key) - time.time()
+            return _result(rule, True, max(left, 1.0), banned=True)
+        limited = False
+        for item in rule.limits:
+            if not await strategy.test(item, base, cost=rule.cost):
+                limited = True
+                break
+        if not limited:
+            for item in rule.limits:
+                # test-then-hit is not atomic here; another worker can slip in between.
+                if not await strategy.hit(item, base, cost=rule.cost):
+                    limited = True
+                    break
+        if not limited and not want_stats:
+            return None
+        now = time.time()
+        remaining: list[int] = []
+        resets: list[float] = []
+        for item in rule.limits:
+            stats = await strategy.get_window_stats(item, base)
+            remaining.append(stats.remaining)
+            resets.append(max(0.0, stats.reset_time - now))
+        if not limited:
+            return _result(rule, False, 0.0, remaining, resets)
+        retry = max(
+            (t for r, t in zip(remaining, resets, strict=True) if r < rule.cost), default=1.0
+        )
+        if rule.ban_seconds:
+            await storage.incr(ban_key, rule.ban_seconds, 1)
+            retry = max(retry, float(rule.ban_seconds))
+        return _result(rule, True, retry, remaining, resets)
+
+    async def close(self) -> None:
+        return None
+
+
+# ----------------------------------------------------------------------- limiter
+
+
+class RateLimiter:
+    """Applies rate_limits rules to requests; one per ruleset, shared by all requests.
+
+    ``check`` evaluates the matching rules in order. A rule in detect mode that is
+    over its limit does not stop evaluation; the first enforcing rule over its
+    limit does (later rules are not counted). Returns that limited result, else
+    the first limited detect-mode result, else None — or, with
+    ``success_headers=True``, a non-limited result carrying the RateLimit headers
+    of the matching rule with the least quota left.
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[RateLimitRule],
+        storage_uri: str = "memory://",
+        *,
+        timeout: float = 0.05,
+        max_memory_keys: int = 100_000,
+        key_prefix: str = "wafmw",
+        success_headers: bool = False,
+        batch_fraction: float = 0.01,
+        batch_max_age: float = 0.05,
+        retry_interval: float = 1.0,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout: must be > 0")
+        if max_memory_keys < 1:
+            raise ValueError("max_memory_keys: must be >= 1")
+        if not 0.0 <= batch_fraction <= 0.5:
+            raise ValueError("batch_fraction: must be between 0 and 0.5")
+        self.rules: tuple[RateLimitRule, ...] = tuple(rules)
+        self._success_headers = success_headers
+        scheme = urlsplit(storage_uri).scheme.lower()
+        self.storage_uri = storage_uri
+        self._backend: _MemoryBackend | _RedisBackend | _LimitsBackend | None
+        if not self.rules:
+            self._backend = None
+        elif scheme in ("memory", "async+memory"):
+            self._backend = _MemoryBackend(self.rules, max_memory_keys)
+        elif scheme in ("redis", "rediss", "redis+unix", "unix"):
+            uri = storage_uri.replace("redis+unix://", "unix://", 1)
+            self._backend = _RedisBackend(
+                self.rules,
+                uri,
+                timeout=timeout,
+                max_keys=max_memory_keys,
+                key_prefix=key_prefix,
+                batch_fraction=batch_fraction,
+                batch_max_age=batch_max_age,
+                retry_interval=retry_interval,
+            )
+        elif scheme:
+            self._backend = _LimitsBackend(
+                self.rules,
+                storage_uri,
+                timeout=timeout,
+                key_prefix=key_prefix,
+                retry_interval=retry_interval,
+            )
+        else:
+            raise ValueError(f"rate_limit_storage: {storage_uri!r} is not a storage URI")
+
+    @property
+    def local_keys(self) -> int:
+        """How many keys this process holds state for (bounded by max_memory_keys)."""
+        return len(self._backend) if self._backend is not None else 0
+
+    async def check(self, request: RequestLike) -> RateLimitResult | None:
+        backend = self._backend
+        if backend is None:
+            return None
+        want = self._success_headers
+        detected: RateLimitResult | None = None
+        best: RateLimitResult | None = None
+        for index, rule in enumerate(self.rules):
+            if not rule.matches(request):
+                continue
+            key = rule.key_of(request)
+            if isinstance(backend, _MemoryBackend):
+                result = backend.check(index, rule, key, want)
+            else:
+                result = await backend.check(index, rule, key, want)
+            if result is None:
+                continue
+            if result.limited:
+                if rule.mode != "detect":
+                    return result
+                if detected is None:
+                    detected = result
+            elif best is None or result.remaining < best.remaining:
+                best = result
+        return detected if detected is not None else best
+
+    async def close(self) -> None:
+        if isinstance(self._backend, (_RedisBackend, _LimitsBackend)):
+            await self._backend.close()
