@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tests.asgi import EchoApp, call, http_scope
+from wafmw import RuleFileError, WAFMiddleware
+
+pytestmark = pytest.mark.anyio
+
+RULES = """
+wafmw: 1
+settings:
+  mode: enforce
+  on_error: open
+  anomaly_threshold: 5
+filters:
+  - id: 100
+    msg: SQL UNION SELECT
+    targets: [args, body, path]
+    transforms: [url_decode, lowercase]
+    regex: '\\bunion\\b[\\s\\S]{0,100}?\\bselect\\b'
+  - id: 101
+    msg: weak signal
+    severity: warning
+    targets: [args]
+    contains: sleepy
+  - id: 102
+    msg: another weak signal
+    severity: notice
+    targets: [args]
+    contains: dreamy
+"""
+
+ATTACK = "/?id=1%20UNION%20SELECT%20password%20FROM%20users"
+
+
+@pytest.fixture
+def rules(write_rules: Callable[..., Path]) -> Path:
+    return write_rules(RULES)
+
+
+async def test_blocks_attack_and_passes_benign(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules)
+    blocked = await call(waf, http_scope(ATTACK))
+    assert blocked.status == 403
+    assert app.calls == 0
+    passed = await call(waf, http_scope("/?q=union%20station"))
+    assert passed.status == 200
+    assert app.calls == 1
+
+
+async def test_block_response_has_request_id_and_no_rule_details(rules: Path) -> None:
+    waf = WAFMiddleware(EchoApp(), rules=rules)
+    html = await call(waf, http_scope(ATTACK))
+    assert html.headers["content-type"].startswith("text/html")
+    assert html.headers["x-request-id"].encode() in html.body
+    assert b"SQL" not in html.body and b"union" not in html.body.lower()
+    js = await call(waf, http_scope(ATTACK, headers=[("accept", "application/json")]))
+    assert js.headers["content-type"] == "application/json"
+    assert b'"request_id"' in js.body and b"union" not in js.body.lower()
+
+
+async def test_anomaly_score_adds_up_weak_signals(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules)
+    one = await call(waf, http_scope("/?a=sleepy"))
+    assert one.status == 200  # 3 < threshold 5
+    both = await call(waf, http_scope("/?a=sleepy&b=dreamy"))
+    assert both.status == 403  # 3 + 2 reaches 5
+
+
+async def test_detect_mode_logs_what_enforce_would_do(
+    rules: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules, mode="detect")
+    with caplog.at_level(logging.INFO, logger="wafmw"):
+        result = await call(waf, http_scope(ATTACK))
+    assert result.status == 200 and app.calls == 1
+    events = [r.wafmw for r in caplog.records if hasattr(r, "wafmw")]
+    assert len(events) == 1
+    assert events[0]["would_block"] is True
+    assert events[0]["rule_ids"] == [100]
+    assert events[0]["ruleset"] == waf.engine.ruleset.version
+
+
+async def test_off_mode_passes_everything(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules, mode="off")
+    assert (await call(waf, http_scope(ATTACK))).status == 200
+    assert app.calls == 1
+
+
+async def test_block_event_is_logged_with_ruleset_version(
+    rules: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    waf = WAFMiddleware(EchoApp(), rules=rules)
+    with caplog.at_level(logging.INFO, logger="wafmw"):
+        await call(waf, http_scope(ATTACK, headers=[("host", "t"), ("x-request-id", "abc-1")]))
+    (event,) = [r.wafmw for r in caplog.records if hasattr(r, "wafmw")]
+    assert event["action"] == "block"
+    assert event["request_id"] == "abc-1"
+    assert event["matches"][0]["target"] == "args:id"
+    assert event["client"] == "127.0.0.1"
+    assert event["method"] == "GET" and event["path"] == "/"
+    assert event["eval_us"] > 0
+
+
+async def test_post_body_reaches_app_byte_for_byte_in_chunks(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules)
+    payload = bytes(range(256)) * 40 + "é ünïcode".encode()
+    chunks = [payload[i : i + 1000] for i in range(0, len(payload), 1000)]
+    scope = http_scope(
+        "/upload",
+        method="POST",
+        headers=[("host", "t"), ("content-type", "application/octet-stream"),
+                 ("content-length", str(len(payload)))],
+    )
+    result = await call(waf, scope, chunks)
+    assert result.status == 200
+    assert app.received == payload
+    assert result.body == payload
+
+
+async def test_body_attack_blocked(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules)
+    body = b"comment=1+union+all+select+1"
+    scope = http_scope(
+        "/c",
+        method="POST",
+        headers=[("host", "t"), ("content-type", "application/x-www-form-urlencoded"),
+                 ("content-length", str(len(body)))],
+    )
+    assert (await call(waf, scope, [body[:5], body[5:]])).status == 403
+    assert app.calls == 0
+
+
+async def test_body_beyond_inspect_limit_is_passed_whole(write_rules: Callable[..., Path]) -> None:
+    path = write_rules(RULES.replace("anomaly_threshold: 5", "anomaly_threshold: 5\n  body: {inspect_bytes: 10}"))
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=path)
+    body = b"x=1&" + b"a" * 5000 + b"&y=union select"
+    scope = http_scope("/c", method="POST", headers=[("host", "t"),
+                       ("content-type", "application/x-www-form-urlencoded"),
+                       ("content-length", str(len(body)))])
+    result = await call(waf, scope, [body[:100], body[100:]])
+    assert result.status == 200  # the attack is past the inspected prefix
+    assert app.received == body
+
+
+async def test_body_beyond_limit_rejected_when_configured(write_rules: Callable[..., Path]) -> None:
+    path = write_rules(RULES.replace(
+        "anomaly_threshold: 5", "anomaly_threshold: 5\n  body: {inspect_bytes: 10, oversize: reject}"))
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=path)
+    body = b"x" * 100
+    scope = http_scope("/c", method="POST", headers=[("host", "t"), ("content-length", "100")])
+    assert (await call(waf, scope, [body])).status == 413
+    assert app.calls == 0
+
+
+class Boom(Exception):
+    pass
+
+
+def _break_engine(waf: WAFMiddleware) -> None:
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise Boom("inside the WAF")
+
+    waf.engine.evaluate_head = explode  # type: ignore[method-assign]
+
+
+async def test_fail_open_lets_request_through_with_body(
+    rules: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules, on_error="open")
+    _break_engine(waf)
+    body = b"hello=world"
+    scope = http_scope("/c", method="POST", headers=[("host", "t"), ("content-length", "11")])
+    with caplog.at_level(logging.INFO, logger="wafmw"):
+        result = await call(waf, scope, [body])
+    assert result.status == 200 and app.received == body
+    assert waf.counters["errors"] == 1
+    assert any("Boom" in r.getMessage() for r in caplog.records)
+
+
+async def test_fail_open_after_body_read_replays_body(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules, on_error="open")
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise Boom("phase 2")
+
+    waf.engine.evaluate_body = explode  # type: ignore[method-assign]
+    body = b"a=1&b=2"
+    scope = http_scope("/c", method="POST", headers=[("host", "t"), ("content-length", "7"),
+                       ("content-type", "application/x-www-form-urlencoded")])
+    result = await call(waf, scope, [b"a=1", b"&b=2"])
+    assert result.status == 200 and app.received == body
+
+
+async def test_fail_closed_answers_503(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules, on_error="closed")
+    _break_engine(waf)
+    result = await call(waf, http_scope("/"))
+    assert result.status == 503
+    assert app.calls == 0
+
+
+async def test_app_exception_passes_through_untouched(rules: Path) -> None:
+    class AppError(Exception):
+        pass
+
+    async def failing_app(scope: Any, receive: Any, send: Any) -> None:
+        raise AppError("the app's own")
+
+    waf = WAFMiddleware(failing_app, rules=rules, on_error="closed")
+    with pytest.raises(AppError):
+        await call(waf, http_scope("/"))
+    assert waf.counters["errors"] == 0
+
+
+async def test_lifespan_and_unknown_scopes_pass_straight_through(rules: Path) -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    waf = WAFMiddleware(app, rules=rules)
+    await waf({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await waf({"type": "something-new"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "something-new"]
+
+
+CATASTROPHIC = """
+wafmw: 1
+settings: {on_error: ON_ERROR, time_budget_ms: 200}
+filters:
+  - id: 500
+    msg: a user rule that backtracks catastrophically (the look-ahead forces `regex`)
+    targets: [args]
+    regex: '^(?=(a|aa)+$)'
+"""
+
+
+@pytest.mark.parametrize(("on_error", "status"), [("open", 200), ("closed", 503)])
+async def test_catastrophic_regex_cannot_hang_a_request(
+    write_rules: Callable[..., Path], on_error: str, status: int
+) -> None:
+    path = write_rules(CATASTROPHIC.replace("ON_ERROR", on_error))
+    waf = WAFMiddleware(EchoApp(), rules=path)
+    assert waf.engine.groups[0].direct_head[0].pattern.engine == "regex"  # type: ignore[union-attr]
+    started = time.perf_counter()
+    result = await call(waf, http_scope("/?x=" + "a" * 40 + "!"))
+    assert time.perf_counter() - started < 1.0
+    assert result.status == status
+    assert waf.counters["timeouts"] == 1
+
+
+async def test_invalid_rules_refused_at_startup(write_rules: Callable[..., Path]) -> None:
+    path = write_rules("wafmw: 1\nfilters:\n  - id: 1\n    msg: m\n    targets: [args]\n    regex: '('\n")
+    with pytest.raises(RuleFileError) as info:
+        WAFMiddleware(EchoApp(), rules=path)
+    assert "rule 1" in str(info.value) and "regex" in str(info.value)
+
+
+# -- a real Starlette app ------------------------------------------------------------------------
+
+
+def _starlette_app(rules: Path, **options: Any) -> Starlette:
+    async def search(request: Request) -> JSONResponse:
+        return JSONResponse({"q": request.query_params.get("q")})
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(await request.body())
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    return Starlette(
+        routes=[Route("/search", search), Route("/echo", echo, methods=["POST"]),
+                WebSocketRoute("/ws", ws)],
+        middleware=[Middleware(WAFMiddleware, rules=rules, **options)],
+    )
+
+
+def test_starlette_app_with_middleware_entry(rules: Path) -> None:
+    client = TestClient(_starlette_app(rules))
+    assert client.get("/search", params={"q": "union station"}).json() == {"q": "union station"}
+    assert client.get("/search?q=1%20union%20select%20pw").status_code == 403
+    body = "name=O'Brien&note=select a seat".encode()
+    response = client.post("/echo", content=body,
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200 and response.content == body
+
+
+def test_websocket_handshake_inspected(rules: Path) -> None:
+    client = TestClient(_starlette_app(rules))
+    with client.websocket_connect("/ws?room=lobby") as ws:
+        assert ws.receive_text() == "hi"
+    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(
+        "/ws?room=1%20union%20select%20pw"
+    ):
+        pass
+    assert info.value.code == 1008
