@@ -405,9 +405,25 @@ class _MemEntry:
         self.windows = windows
 
 
+# A moving window keeps [last hit time, units] buckets rather than one timestamp per
+# unit: hits closer together than 1/_BUCKETS of the window share a bucket stamped
+# with the latest of them. A unit may so be counted up to window/_BUCKETS longer
+# than its own age says (stricter, never laxer), and a key holds at most about
+# _BUCKETS buckets per limit whatever the amount.
+_BUCKETS = 1000
+
+
+class _Moving:
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.buckets: deque[list[float]] = deque()
+        self.total = 0
+
+
 def _new_windows(code: int, count: int) -> list[Any]:
     if code == _MOVING:
-        return [deque() for _ in range(count)]
+        return [_Moving() for _ in range(count)]
     if code == _FIXED:
         return [[0, 0.0] for _ in range(count)]  # [count, window end]
     return [[0, 0, 0] for _ in range(count)]  # [window index, previous count, current count]
@@ -420,11 +436,33 @@ def _fixed_state(w: list[Any], now: float, period: float) -> tuple[int, float]:
     return w[0], w[1] - now
 
 
-def _moving_state(dq: deque[float], now: float, period: float) -> int:
+def _moving_state(mv: _Moving, now: float, period: float) -> int:
+    buckets = mv.buckets
     horizon = now - period
-    while dq and dq[0] <= horizon:
-        dq.popleft()
-    return len(dq)
+    while buckets and buckets[0][0] <= horizon:
+        mv.total -= int(buckets.popleft()[1])
+    return mv.total
+
+
+def _moving_add(mv: _Moving, now: float, period: float, units: int) -> None:
+    buckets = mv.buckets
+    if buckets and now - buckets[-1][0] < period / _BUCKETS:
+        last = buckets[-1]
+        last[0] = now
+        last[1] += units
+    else:
+        buckets.append([now, units])
+    mv.total += units
+
+
+def _moving_retry(mv: _Moving, now: float, period: float, cost: int, amount: int) -> float:
+    """Seconds until `cost` more units fit."""
+    excess = mv.total + cost - amount
+    for stamp, units in mv.buckets:
+        excess -= int(units)
+        if excess <= 0:
+            return stamp + period - now
+    return period  # not reached: cost <= amount
 
 
 def _sliding_state(w: list[Any], now: float, period: float) -> tuple[int, int, float]:
@@ -481,6 +519,41 @@ class _MemoryBackend:
         periods = self._periods[index]
         amounts = self._amounts[index]
         windows = entry.windows
+        if len(windows) == 1 and not want_stats:
+            # The common case, kept short: one limit, under it, no headers wanted.
+            period = periods[0]
+            amount = amounts[0]
+            w = windows[0]
+            if code == _FIXED:
+                if now >= w[1]:
+                    w[0] = 0
+                    w[1] = now + period
+                if w[0] + cost <= amount:
+                    w[0] += cost
+                    return None
+            elif code == _MOVING:
+                if _moving_state(w, now, period) + cost <= amount:
+                    _moving_add(w, now, period, cost)
+                    return None
+            else:
+                prev, cur, elapsed = _sliding_state(w, now, period)
+                if prev * (period - elapsed) / period + cur + cost <= amount:
+                    w[2] += cost
+                    return None
+        return self._check_all(entry, rule, now, code, periods, amounts, want_stats)
+
+    def _check_all(
+        self,
+        entry: _MemEntry,
+        rule: RateLimitRule,
+        now: float,
+        code: int,
+        periods: tuple[float, ...],
+        amounts: tuple[int, ...],
+        want_stats: bool,
+    ) -> RateLimitResult | None:
+        cost = rule.cost
+        windows = entry.windows
         n = len(windows)
         used: list[int] = [0] * n
         resets: list[float] = [0.0] * n
@@ -494,10 +567,9 @@ class _MemoryBackend:
                 if used[i] + cost > amount:
                     retry = max(retry, resets[i])
             elif code == _MOVING:
-                dq: deque[float] = windows[i]
-                used[i] = _moving_state(dq, now, period)
+                used[i] = _moving_state(windows[i], now, period)
                 if used[i] + cost > amount:
-                    retry = max(retry, dq[used[i] + cost - amount - 1] + period - now)
+                    retry = max(retry, _moving_retry(windows[i], now, period, cost, amount))
             else:
                 prev, cur, elapsed = _sliding_state(windows[i], now, period)
                 weighted = prev * (period - elapsed) / period + cur
@@ -515,14 +587,14 @@ class _MemoryBackend:
             if code == _FIXED:
                 windows[i][0] += cost
             elif code == _MOVING:
-                windows[i].extend([now] * cost)
+                _moving_add(windows[i], now, periods[i], cost)
             else:
                 windows[i][2] += cost
         if not want_stats:
             return None
         remaining = [a - u - cost for a, u in zip(amounts, used, strict=True)]
         if code == _MOVING:
-            resets = [w[0] + p - now for w, p in zip(windows, periods, strict=True)]
+            resets = [w.buckets[0][0] + p - now for w, p in zip(windows, periods, strict=True)]
         return _result(rule, False, 0.0, remaining, resets)
 
 
