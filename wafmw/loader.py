@@ -90,6 +90,7 @@ class _Loader:
         self.settings_doc: LDict | None = None
         self.settings_file = ""
         self.filters: list[_RawFilter] = []
+        self.broken_ids: set[int] = set()
         self.exclusions: list[tuple[LDict, str]] = []
         self.lists: dict[str, tuple[str, ...]] = {}
         self.list_origin: dict[str, str] = {}
@@ -161,12 +162,19 @@ class _Loader:
         if not isinstance(doc, LDict):
             self.problem(shown, 1, "a rule file must be a mapping with a 'wafmw' version key")
             return
-        if not self.check_structure(doc, shown):
+        bad_filters = self.check_structure(doc, shown)
+        if bad_filters is None:
             return
-        self.take(doc, path, shown, stack=(*stack, resolved), top_level=top_level)
+        self.take(doc, path, shown, stack=(*stack, resolved), top_level=top_level,
+                  bad_filters=bad_filters)
 
-    def check_structure(self, doc: LDict, shown: str) -> bool:
+    def check_structure(self, doc: LDict, shown: str) -> set[int] | None:
+        """Report structural problems. Returns the indexes of filters that are malformed (the
+        others are still checked further, so one run reports everything), or None when the
+        file as a whole is too broken to go on."""
         found: list[tuple[int | None, str, str]] = []
+        bad_filters: set[int] = set()
+        whole_file = False
         self.spec.check(doc, "", doc.line, found)
         filters = doc.get("filters")
         for line, field_path, message in found:
@@ -179,11 +187,21 @@ class _Loader:
                     raw_id = item.get("id")
                     rule_id = raw_id if isinstance(raw_id, int) else None
                 field_path = m.group(2) or f"filters[{index}]"
+                bad_filters.add(index)
+            else:
+                whole_file = True
             self.problem(shown, line, message, rule_id=rule_id, field=field_path or None)
-        return not found
+        return None if whole_file else bad_filters
 
     def take(
-        self, doc: LDict, path: Path, shown: str, *, stack: tuple[Path, ...], top_level: bool
+        self,
+        doc: LDict,
+        path: Path,
+        shown: str,
+        *,
+        stack: tuple[Path, ...],
+        top_level: bool,
+        bad_filters: set[int],
     ) -> None:
         if "settings" in doc:
             if not top_level:
@@ -198,7 +216,12 @@ class _Loader:
                 self.settings_file = shown
         for name, entry in (doc.get("lists") or {}).items():
             self.take_list(name, entry, path, shown, doc["lists"].key_lines[name])
-        for item in doc.get("filters") or []:
+        for index, item in enumerate(doc.get("filters") or []):
+            if index in bad_filters:
+                # Malformed: its id still counts, so a duplicate of it is not reported twice.
+                if isinstance(item.get("id"), int):
+                    self.broken_ids.add(item["id"])
+                continue
             self.filters.append(_RawFilter(item, shown))
         for item in doc.get("exclusions") or []:
             self.exclusions.append((item, shown))
@@ -270,7 +293,7 @@ class _Loader:
                 f"{len(self.filters)} filters in all; the limit is {self.limits.max_filters}",
             )
         filters = self.build_filters()
-        exclusions = self.build_exclusions({f.id for f in filters})
+        exclusions = self.build_exclusions({f.id for f in filters} | self.broken_ids)
         if self.problems:
             raise RuleFileError(self.problems)
         active = tuple(f for f in filters if f.paranoia <= settings.paranoia)

@@ -22,6 +22,7 @@ _STD_SCALARS = {
     "tag:yaml.org,2002:null",
 }
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
@@ -77,6 +78,10 @@ class _Converter:
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _TIMESTAMP_TAG:
                 # An unquoted date is almost always meant as text in a rule file.
+                return str(node.value)
+            if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
+                # YAML 1.1 reads yes/no/on/off as booleans, so `mode: off` would arrive as
+                # False. We follow YAML 1.2: only true and false are booleans.
                 return str(node.value)
             if node.tag not in _STD_SCALARS:
                 raise YAMLProblem(f"YAML tag {node.tag!r} is not allowed", line)
