@@ -100,11 +100,28 @@ def _pct_sub(m: re.Match[str]) -> str:
     return bytes.fromhex(m.group().replace("%", "")).decode("utf-8", _URL_ERRORS)
 
 
+def _url_decode_round(s: str) -> str:
+    if s.isascii() and "\\" not in s:
+        # The usual case, at C speed: "%XX" becomes "\\xXX" for the unicode_escape codec, which
+        # yields one latin-1 character per byte, then the bytes are decoded as UTF-8. Any "%"
+        # not followed by two hex digits (including "%uXXXX") makes the codec fail, and the
+        # general path below handles the value instead.
+        try:
+            latin = s.replace("%", "\\x").encode("ascii").decode("unicode_escape")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if latin.isascii():
+                return latin
+            return latin.encode("latin-1").decode("utf-8", _URL_ERRORS)
+    return _PCT_RE.sub(_pct_sub, s)
+
+
 def url_decode(s: str) -> str:
     if "%" not in s:
         return s
     for _ in range(_URL_ROUNDS):
-        decoded = _PCT_RE.sub(_pct_sub, s)
+        decoded = _url_decode_round(s)
         if decoded == s:
             break
         s = decoded
@@ -201,7 +218,9 @@ def _js_sub(m: re.Match[str]) -> str:
         return chr(int(octal, 8))
     if hi is not None:
         return _surrogate_pair(hi, lo)
-    return _code_point(int(braced, 16))
+    cp = int(braced, 16)
+    # Beyond U+10FFFF JavaScript refuses the literal: leave it visible as written.
+    return m.group() if cp > 0x10FFFF else _code_point(cp)
 
 
 def js_decode(s: str) -> str:
@@ -238,8 +257,8 @@ def compress_whitespace(s: str) -> str:
 
 
 def remove_whitespace(s: str) -> str:
-    if s.isascii() and s.isprintable() and " " not in s:
-        return s
+    if s.isascii() and s.isprintable():
+        return s.replace(" ", "") if " " in s else s
     return "".join(s.split())
 
 
@@ -327,13 +346,22 @@ def replace_comments(s: str) -> str:
 
 # --------------------------------------------------------------------------- cmdline
 
-_CMD_TABLE = str.maketrans({"\\": None, '"': None, "'": None, "^": None, ",": " ", ";": " "})
 _CMD_SPACE = re.compile(r"\s+")
 
 
 def cmdline(s: str) -> str:
-    s = s.translate(_CMD_TABLE)
-    if not (s.isascii() and s.isprintable() and "  " not in s):
+    # str.replace per character beats str.translate with a mapping by several times here.
+    for ch in ("\\", '"', "'", "^"):
+        if ch in s:
+            s = s.replace(ch, "")
+    for ch in (",", ";"):
+        if ch in s:
+            s = s.replace(ch, " ")
+    if s.isascii() and s.isprintable():
+        # Only " " can be whitespace here: halving runs is cheaper than a regex.
+        while "  " in s:
+            s = s.replace("  ", " ")
+    else:
         s = _CMD_SPACE.sub(" ", s)
     if " /" in s or " (" in s:
         s = s.replace(" /", "/").replace(" (", "(")

@@ -1,0 +1,234 @@
+"""Transforms: a golden table, plus properties every transform must keep on any input."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+import unicodedata
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from wafmw.transforms import TRANSFORMS, Transform, apply_chain
+
+_TABLE_PATH = Path(__file__).parent / "data" / "transforms.yaml"
+_TABLE: list[dict[str, Any]] = yaml.safe_load(_TABLE_PATH.read_text(encoding="utf-8"))
+# How much any transform may grow its input (plus a little slack for tiny inputs).
+_GROWTH = 4
+
+
+def _row_id(row: dict[str, Any]) -> str:
+    return f"{row['transform']}:{row['input']!r}"[:80]
+
+
+@pytest.mark.parametrize("row", _TABLE, ids=_row_id)
+def test_golden(row: dict[str, Any]) -> None:
+    assert set(row) == {"transform", "input", "output"}
+    assert TRANSFORMS[row["transform"]].apply(row["input"]) == row["output"]
+
+
+def test_golden_table_covers_every_transform() -> None:
+    counts = {name: 0 for name in TRANSFORMS}
+    for row in _TABLE:
+        counts[row["transform"]] += 1
+    assert {name: n for name, n in counts.items() if n < 6} == {}
+
+
+def test_registry_shape() -> None:
+    assert set(TRANSFORMS) == {
+        "url_decode",
+        "html_entity_decode",
+        "js_decode",
+        "lowercase",
+        "remove_nulls",
+        "compress_whitespace",
+        "remove_whitespace",
+        "normalize_path",
+        "remove_comments",
+        "replace_comments",
+        "cmdline",
+        "base64_decode",
+        "nfkc",
+        "trim",
+    }
+    for name, t in TRANSFORMS.items():
+        assert isinstance(t, Transform)
+        assert t.name == name
+    with pytest.raises(TypeError):
+        TRANSFORMS["x"] = TRANSFORMS["trim"]  # type: ignore[index]
+
+
+def test_apply_chain() -> None:
+    assert apply_chain("%3CScRiPt%3E", ["url_decode", "lowercase"]) == "<script>"
+    assert apply_chain("x", []) == "x"
+    assert apply_chain("%2541", ("url_decode",)) == "A"
+    with pytest.raises(KeyError):
+        apply_chain("x", ["url_decode", "no_such_transform"])
+
+
+# --------------------------------------------------------------------------- random inputs
+
+# Characters that exercise every transform's special cases, mixed with arbitrary code points.
+_INTERESTING = (
+    "%uUxX0123456789abcdefABCDEF&#;\\/.-*!^'\",()<> \t\r\x0b\x0c\x00=+_:"
+    "ltgampquotcolon\u00a0\u2003\u3000\u0301\u0307İΣσςΑ\ufdfa\u3300ﬁ①ｓ"
+)
+
+
+def _random_string(rng: random.Random, max_len: int = 40, newline: bool = True) -> str:
+    chars = []
+    for _ in range(rng.randrange(max_len + 1)):
+        r = rng.random()
+        if r < 0.7:
+            chars.append(rng.choice(_INTERESTING))
+        elif r < 0.8:
+            chars.append(chr(rng.randrange(0x100)))  # bytes seen as latin-1
+        elif r < 0.97:
+            chars.append(chr(rng.randrange(0x110000)))  # any code point, surrogates included
+        elif newline:
+            chars.append("\n")
+    s = "".join(chars)
+    return s if newline else s.replace("\n", "")
+
+
+def _encode_some(rng: random.Random, s: str) -> str:
+    # Percent- and entity-encode parts of a string, so that decoders meet real escapes.
+    out = []
+    for ch in s:
+        r = rng.random()
+        if r < 0.2 and ord(ch) < 0x100:
+            out.append(f"%{ord(ch):02x}")
+        elif r < 0.3:
+            out.append(f"&#x{ord(ch):x};")
+        elif r < 0.4 and ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _inputs(seed: int, n: int, newline: bool = True) -> list[str]:
+    rng = random.Random(seed)
+    values = [_random_string(rng, newline=newline) for _ in range(n)]
+    values += [_encode_some(rng, v) for v in values[: n // 2]]
+    if not newline:
+        values = [v.replace("\n", "") for v in values]
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_never_raises_and_output_is_bounded(name: str) -> None:
+    apply = TRANSFORMS[name].apply
+    for value in _inputs(zlib.crc32(name.encode()), 1500):
+        out = apply(value)
+        assert isinstance(out, str)
+        assert len(out) <= _GROWTH * len(value) + 4, (value, out)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_output_encodes_to_utf8_when_input_does(name: str) -> None:
+    # RE2 needs UTF-8: a decoder must never create a lone surrogate from escapes.
+    apply = TRANSFORMS[name].apply
+    for value in _inputs(7, 1500):
+        if re.search("[\ud800-\udfff]", value):
+            continue
+        apply(value).encode("utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, t in TRANSFORMS.items() if t.local))
+def test_local_transforms_commute_with_joining(name: str) -> None:
+    apply = TRANSFORMS[name].apply
+    rng = random.Random(name)
+    values = _inputs(11, 1000, newline=False)
+    for _ in range(1500):
+        parts = rng.sample(values, rng.randrange(1, 4))
+        assert apply("\n".join(parts)) == "\n".join(apply(p) for p in parts), parts
+
+
+@pytest.mark.parametrize(
+    ("name", "a", "b"),
+    [
+        ("remove_whitespace", "a", "b"),
+        ("normalize_path", "x/..", "y"),
+        ("remove_comments", "a/*", "*/b"),
+        ("replace_comments", "a/*", "*/b"),
+        ("cmdline", "a", "/b"),
+        ("base64_decode", "PHNjcmlwdD4=", "PHNjcmlwdD4="),
+        ("trim", "a ", "b"),
+    ],
+)
+def test_non_local_transforms_really_are_not(name: str, a: str, b: str) -> None:
+    # Each transform marked non-local has a witness, so the flag is not left off by mistake.
+    t = TRANSFORMS[name]
+    assert not t.local
+    assert t.apply(a + "\n" + b) != t.apply(a) + "\n" + t.apply(b)
+
+
+def test_compress_whitespace_is_local_on_edge_whitespace() -> None:
+    t = TRANSFORMS["compress_whitespace"]
+    assert t.local
+    assert t.apply("x \n y") == t.apply("x ") + "\n" + t.apply(" y")
+
+
+def test_url_decode_stops_after_four_rounds() -> None:
+    value = "%27"
+    for _ in range(5):
+        value = value.replace("%", "%25")
+    # Five extra layers: four are peeled, one remains.
+    assert TRANSFORMS["url_decode"].apply(value) == "%2527"
+
+
+def test_html_entity_decode_huge_numbers_do_not_raise() -> None:
+    assert TRANSFORMS["html_entity_decode"].apply("&#" + "9" * 10000 + ";") == "\ufffd"
+    assert TRANSFORMS["html_entity_decode"].apply("&#x" + "f" * 10000) == "\ufffd"
+
+
+def test_nfkc_long_expansion_list_matches_unicodedata() -> None:
+    # The transform keeps characters whose NFKD is longer than 4 as they are; that list is
+    # written out in the module and must match this Python's Unicode database.
+    t = TRANSFORMS["nfkc"]
+    for cp in range(0x80, sys.maxunicode + 1):
+        ch = chr(cp)
+        if len(unicodedata.normalize("NFKD", ch)) > 4:
+            assert t.apply(ch) == ch, hex(cp)
+
+
+def test_nfkc_output_is_bounded_by_four() -> None:
+    value = "\ufdfa" * 100 + "\u3300" * 100 + "\ufb03" * 100
+    assert len(TRANSFORMS["nfkc"].apply(value)) <= 4 * len(value)
+
+
+def test_large_inputs_are_fast_enough() -> None:
+    # Linear behaviour on big adversarial values: a quadratic path would take seconds here.
+    big = [
+        "%" * 100_000,
+        "%25" * 50_000,
+        "&" * 100_000,
+        "&#" * 50_000,
+        "\\" * 100_000,
+        "/*" * 50_000,
+        "../" * 50_000,
+        "-" * 100_000,
+        " " * 100_000,
+        "A" * 100_001,
+        "\ufdfa" * 50_000,
+    ]
+    for name, t in TRANSFORMS.items():
+        for value in big:
+            out = t.apply(value)
+            assert len(out) <= _GROWTH * len(value), name
+
+
+def test_url_decode_fast_path_agrees_with_general_path() -> None:
+    from wafmw import transforms
+
+    rng = random.Random(3)
+    alphabet = "%0123456789abcdefABCDEFuxz/.<>'\" "
+    for _ in range(5000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randrange(30)))
+        general = transforms._PCT_RE.sub(transforms._pct_sub, value)
+        assert transforms._url_decode_round(value) == general, value
