@@ -73,6 +73,9 @@ _MAX_COST = 1_000_000
 _MAX_KEY_CHARS = 200  # longer storage keys are hashed
 _LOG_INTERVAL = 30.0  # seconds between two "storage unavailable" log lines
 
+# The one clock of local state; a module attribute so tests can move time.
+_monotonic = time.monotonic
+
 
 class StorageUnavailable(Exception):
     """The rate-limit storage failed or did not answer in time.
@@ -502,7 +505,7 @@ class _MemoryBackend:
     def check(
         self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
     ) -> RateLimitResult | None:
-        now = time.monotonic()
+        now = _monotonic()
         state = self._state
         slot = (index, key)
         entry = state.get(slot)
@@ -804,7 +807,7 @@ class _Health:
             raise StorageUnavailable(f"rate-limit storage {self.where} unavailable (backing off)")
 
     def failed(self, exc: BaseException) -> StorageUnavailable:
-        now = time.monotonic()
+        now = _monotonic()
         self.down_until = now + self.retry_interval
         self.failing = True
         if now - self.last_log >= _LOG_INTERVAL:
@@ -903,7 +906,7 @@ class _RedisBackend:
     async def check(
         self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
     ) -> RateLimitResult | None:
-        now = time.monotonic()
+        now = _monotonic()
         slot = (index, key)
         entry = self._entry(slot)
         if entry.refused_until > now:
@@ -937,7 +940,7 @@ class _RedisBackend:
             entry.inflight = False
         if self._health.failing:
             self._health.recovered()
-        now = time.monotonic()
+        now = _monotonic()
         status = int(reply[0])
         n = len(rule.limits)
         remaining = [int(reply[2 + 2 * i]) for i in range(n)]
@@ -1021,7 +1024,7 @@ class _LimitsBackend:
     async def check(
         self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
     ) -> RateLimitResult | None:
-        self._health.gate(time.monotonic())
+        self._health.gate(_monotonic())
         try:
             result = await asyncio.wait_for(self._check(rule, key, want_stats), self._timeout)
         except (Exception, asyncio.TimeoutError) as exc:
