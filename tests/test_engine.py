@@ -1,0 +1,156 @@
+"""The engine's operators, targets, exclusions and decisions, driven through rule files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from wafmw import load_rules
+from wafmw.casetest import case_scope
+from wafmw.engine import Engine
+from wafmw.model import Case
+from wafmw.request import RequestView
+
+
+def engine_for(write_rules: Callable[..., Path], filters: str, extra: str = "") -> Engine:
+    return Engine(load_rules(write_rules("wafmw: 1\nfilters:\n" + filters + extra)))
+
+
+def matched(engine: Engine, path: str, *, method: str = "GET", headers: tuple = (),
+            body: str = "") -> list[int]:
+    scope, data = case_scope(Case(method=method, path=path, headers=headers, body=body))
+    view = RequestView(scope)
+    deadline = time.perf_counter() + 5
+    matches = engine.evaluate_head(view, deadline)
+    if data:
+        view.body = data
+        matches += engine.evaluate_body(view, deadline)
+    return sorted(m.rule_id for m in matches)
+
+
+def rule(rule_id: int, targets: str, op: str, extra: str = "") -> str:
+    text = f"  - id: {rule_id}\n    msg: r{rule_id}\n    targets: {targets}\n    {op}\n"
+    return text + "".join(f"    {line}\n" for line in extra.splitlines() if line)
+
+
+def test_operators(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(
+        write_rules,
+        rule(1, "[args]", "contains: needle")
+        + rule(2, "[args]", "contains_any: [alpha, beta]")
+        + rule(3, "[method]", "equals: DELETE")
+        + rule(4, "['headers:user-agent']", "starts_with: curl/")
+        + rule(5, "[path]", "ends_with: .php")
+        + rule(6, "[args]", "length: {gt: 10}")
+        + rule(7, "[args]", "count: {ge: 3}")
+        + rule(8, "[args]", "regex: '(?i)^x+$'"),
+    )
+    assert matched(engine, "/?a=a-needle") == [1]
+    assert matched(engine, "/?a=a+beta") == [2]
+    assert matched(engine, "/", method="DELETE") == [3]
+    assert matched(engine, "/", headers=(("User-Agent", "curl/8.0"),)) == [4]
+    assert matched(engine, "/", headers=(("User-Agent", "Mozilla curl/8.0"),)) == []
+    assert matched(engine, "/index.php") == [5]
+    assert matched(engine, "/?a=0123456789ab") == [6]
+    assert matched(engine, "/?a=1&b=2&c=3") == [7]
+    assert matched(engine, "/?a=XXX") == [8]
+    assert matched(engine, "/?a=yXXX") == []
+
+
+def test_negate_and_missing_header(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(
+        write_rules,
+        rule(1, "['headers:user-agent']", "count: {eq: 0}")
+        + rule(2, "[method]", "equals: GET", "negate: true"),
+    )
+    assert matched(engine, "/") == [1]
+    assert matched(engine, "/", headers=(("User-Agent", "x"),)) == []
+    assert matched(engine, "/", method="POST", headers=(("User-Agent", "x"),), body="a=1") == [2]
+
+
+def test_transforms_apply_before_matching(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(
+        write_rules,
+        rule(1, "[args]", "contains: '<script'", "transforms: [url_decode, html_entity_decode, lowercase]")
+        + rule(2, "[args]", "contains: '../'", "transforms: [normalize_path]"),
+    )
+    assert matched(engine, "/?q=%253CScRiPt%253E") == [1]  # double encoded
+    assert matched(engine, "/?q=%26lt;script%26gt;") == [1]  # entity after url decoding
+    assert matched(engine, "/?f=..%5C..%5Cwin.ini") == [2]  # backslashes
+
+
+def test_named_targets_and_body_kinds(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(
+        write_rules,
+        rule(1, "['args:id']", "contains: evil")
+        + rule(2, "[body]", "contains: evil")
+        + rule(3, "['cookies:session']", "contains: evil")
+        + rule(4, "[body_names]", "contains: $where")
+        + rule(5, "[files]", "ends_with: .php"),
+    )
+    assert matched(engine, "/?id=evil") == [1]
+    assert matched(engine, "/?other=evil") == []
+    assert matched(engine, "/", headers=(("Cookie", "a=b; session=evil"),)) == [3]
+    assert matched(engine, "/", headers=(("Cookie", "a=evil"),)) == []
+    json_headers = (("Content-Type", "application/json"),)
+    assert matched(engine, "/", method="POST", headers=json_headers,
+                   body='{"user": {"name": "evil"}}') == [2]
+    assert matched(engine, "/", method="POST", headers=json_headers,
+                   body='{"user": {"$where": "1"}}') == [4]
+    multipart = (
+        "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"shell.php\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n<?php ?>\r\n--XyZ--\r\n"
+    )
+    assert matched(engine, "/", method="POST", body=multipart,
+                   headers=(("Content-Type", "multipart/form-data; boundary=XyZ"),)) == [5]
+
+
+def test_exclusions_by_path_and_by_argument(write_rules: Callable[..., Path]) -> None:
+    filters = rule(1, "[args]", "contains: evil", "tags: [demo]") + rule(2, "[args]", "contains: evil")
+    engine = engine_for(
+        write_rules,
+        filters,
+        "exclusions:\n"
+        "  - {rules: [1], path: /admin/*}\n"
+        "  - {tags: [demo], targets: ['args:html']}\n",
+    )
+    assert matched(engine, "/?q=evil") == [1, 2]
+    assert matched(engine, "/admin/page?q=evil") == [2]  # rule 1 off on this path only
+    assert matched(engine, "/?html=evil") == [2]  # rule 1 ignores just this argument
+    assert matched(engine, "/?html=evil&q=evil") == [1, 2]  # ...but still sees the others
+
+
+def test_decision_allow_block_and_rule_detect_mode(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(
+        write_rules,
+        rule(1, "[path]", "equals: /health", "action: allow")
+        + rule(2, "[args]", "contains: bad", "action: block")
+        + rule(3, "[args]", "contains: trial", "mode: detect")
+        + rule(4, "[args]", "contains: note", "action: log"),
+    )
+
+    def decide(path: str) -> tuple[str, bool]:
+        scope, _ = case_scope(Case(path=path))
+        decision = engine.decide(engine.evaluate_head(RequestView(scope), time.perf_counter() + 5))
+        return decision.outcome, decision.would_block
+
+    assert decide("/health?x=bad") == ("allow", False)
+    assert decide("/?x=bad") == ("block", True)
+    assert decide("/?x=trial") == ("log", True)  # detect-only rule: logged, would block
+    assert decide("/?x=note") == ("log", False)
+    assert decide("/?x=fine") == ("allow", False)
+
+
+def test_anchors_hold_per_value_in_joined_scan(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(write_rules, rule(1, "[args]", "regex: '^admin$'"))
+    assert matched(engine, "/?a=x&b=admin&c=y") == [1]
+    assert matched(engine, "/?a=xadmin") == []
+
+
+def test_many_rules_share_one_scanner_per_chain(write_rules: Callable[..., Path]) -> None:
+    filters = "".join(rule(i, "[args]", f"regex: '\\bword{i}x'", "transforms: [lowercase]")
+                      for i in range(1, 201))
+    engine = engine_for(write_rules, filters)
+    assert len(engine.groups) == 1 and len(engine.groups[0].set_filters) == 200
+    assert matched(engine, "/?q=WORD137X+word13") == [137]
