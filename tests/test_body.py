@@ -289,3 +289,9 @@ def test_garbage_never_raises() -> None:
             parsed = parse_body(ctype, body, BodyLimits(json_max_depth=3, max_fields=4))
             assert parsed.raw == body.decode("utf-8", "replace")
             assert len(parsed.fields) <= 4 and len(parsed.names) <= 4
+
+
+def test_json_walk_has_a_budget_for_empty_containers() -> None:
+    body = b"[" + b"[]," * 40_000 + b'"last"]'
+    parsed = parse_body(JSON, body, BodyLimits(max_fields=10))
+    assert parsed.kind == "json" and parsed.truncated and parsed.fields == ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -116,23 +117,18 @@ def _parse_form(raw: str, limits: BodyLimits) -> ParsedBody:
 # this are refused before json.loads sees them.
 _JSON_HARD_DEPTH = 500
 _JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_JSON_BRACKET_RE = re.compile(r"[\[\]{}]")
+_JSON_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+_JSON_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def _json_too_deep(text: str) -> bool:
     if text.count("[") + text.count("{") <= _JSON_HARD_DEPTH:
         return False
     # Brackets inside strings do not nest; an unterminated string leaves its brackets counted,
-    # which only matters for a document json.loads would refuse anyway.
-    depth = 0
-    for m in _JSON_BRACKET_RE.finditer(_JSON_STRING_RE.sub("", text)):
-        if m.group() in "[{":
-            depth += 1
-            if depth > _JSON_HARD_DEPTH:
-                return True
-        else:
-            depth -= 1
-    return False
+    # which only matters for a document json.loads would refuse anyway. The running depth is
+    # computed by map/accumulate/max, all in C: a Python loop over 100k brackets costs ~0.1 s.
+    brackets = _JSON_NOT_BRACKET_RE.sub("", _JSON_STRING_RE.sub("", text))
+    return max(accumulate(map(_JSON_DELTA.__getitem__, brackets)), default=0) > _JSON_HARD_DEPTH
 
 
 def _keep_text(text: str) -> str:
@@ -156,9 +152,16 @@ def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
     names: list[str] = []
     truncated = False
     max_fields = limits.max_fields
+    # Empty arrays and nulls are neither fields nor names, yet each costs a step: without a
+    # budget of its own, 60k "[]," would keep the walk busy for a long time.
+    budget = 4 * max_fields + 64
     # Iterative depth-first walk in document order: (value, nearest object key, nesting depth).
     stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
     while stack:
+        budget -= 1
+        if budget < 0:
+            truncated = True
+            break
         value, key, depth = stack.pop()
         if isinstance(value, dict):
             if depth > limits.json_max_depth:
@@ -176,7 +179,10 @@ def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
             if depth > limits.json_max_depth:
                 truncated = True
                 continue
-            stack.extend((v, key, depth + 1) for v in reversed(value))
+            if len(value) > budget:
+                truncated = True
+                value = value[:budget]
+            stack.extend([(v, key, depth + 1) for v in reversed(value)])
         elif value is None:
             continue
         else:
