@@ -57,8 +57,9 @@ def test_test_command_passes_and_fails(
 ) -> None:
     assert main(["test", str(write_rules(GOOD))]) == 0
     assert "2 passed, 0 failed" in capsys.readouterr().out
-    wrong = GOOD.replace('no_match: [{path: "/?q=union%20station"}]',
-                         'no_match: [{path: "/?q=union%20%20select"}]')
+    wrong = GOOD.replace(
+        'no_match: [{path: "/?q=union%20station"}]', 'no_match: [{path: "/?q=union%20%20select"}]'
+    )
     assert main(["test", str(write_rules(wrong, "wrong.yaml"))]) == 1
     err = capsys.readouterr().err
     assert "rule 7 must not match: GET /?q=union%20%20select" in err

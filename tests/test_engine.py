@@ -17,8 +17,9 @@ def engine_for(write_rules: Callable[..., Path], filters: str, extra: str = "") 
     return Engine(load_rules(write_rules("wafmw: 1\nfilters:\n" + filters + extra)))
 
 
-def matched(engine: Engine, path: str, *, method: str = "GET", headers: tuple = (),
-            body: str = "") -> list[int]:
+def matched(
+    engine: Engine, path: str, *, method: str = "GET", headers: tuple = (), body: str = ""
+) -> list[int]:
     scope, data = case_scope(Case(method=method, path=path, headers=headers, body=body))
     view = RequestView(scope)
     deadline = time.perf_counter() + 5
@@ -72,7 +73,12 @@ def test_negate_and_missing_header(write_rules: Callable[..., Path]) -> None:
 def test_transforms_apply_before_matching(write_rules: Callable[..., Path]) -> None:
     engine = engine_for(
         write_rules,
-        rule(1, "[args]", "contains: '<script'", "transforms: [url_decode, html_entity_decode, lowercase]")
+        rule(
+            1,
+            "[args]",
+            "contains: '<script'",
+            "transforms: [url_decode, html_entity_decode, lowercase]",
+        )
         + rule(2, "[args]", "contains: '../'", "transforms: [normalize_path]"),
     )
     assert matched(engine, "/?q=%253CScRiPt%253E") == [1]  # double encoded
@@ -94,20 +100,29 @@ def test_named_targets_and_body_kinds(write_rules: Callable[..., Path]) -> None:
     assert matched(engine, "/", headers=(("Cookie", "a=b; session=evil"),)) == [3]
     assert matched(engine, "/", headers=(("Cookie", "a=evil"),)) == []
     json_headers = (("Content-Type", "application/json"),)
-    assert matched(engine, "/", method="POST", headers=json_headers,
-                   body='{"user": {"name": "evil"}}') == [2]
-    assert matched(engine, "/", method="POST", headers=json_headers,
-                   body='{"user": {"$where": "1"}}') == [4]
+    assert matched(
+        engine, "/", method="POST", headers=json_headers, body='{"user": {"name": "evil"}}'
+    ) == [2]
+    assert matched(
+        engine, "/", method="POST", headers=json_headers, body='{"user": {"$where": "1"}}'
+    ) == [4]
     multipart = (
-        "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"shell.php\"\r\n"
+        '--XyZ\r\nContent-Disposition: form-data; name="f"; filename="shell.php"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n<?php ?>\r\n--XyZ--\r\n"
     )
-    assert matched(engine, "/", method="POST", body=multipart,
-                   headers=(("Content-Type", "multipart/form-data; boundary=XyZ"),)) == [5]
+    assert matched(
+        engine,
+        "/",
+        method="POST",
+        body=multipart,
+        headers=(("Content-Type", "multipart/form-data; boundary=XyZ"),),
+    ) == [5]
 
 
 def test_exclusions_by_path_and_by_argument(write_rules: Callable[..., Path]) -> None:
-    filters = rule(1, "[args]", "contains: evil", "tags: [demo]") + rule(2, "[args]", "contains: evil")
+    filters = rule(1, "[args]", "contains: evil", "tags: [demo]") + rule(
+        2, "[args]", "contains: evil"
+    )
     engine = engine_for(
         write_rules,
         filters,
@@ -149,8 +164,9 @@ def test_anchors_hold_per_value_in_joined_scan(write_rules: Callable[..., Path])
 
 
 def test_many_rules_share_one_scanner_per_chain(write_rules: Callable[..., Path]) -> None:
-    filters = "".join(rule(i, "[args]", f"regex: '\\bword{i}x'", "transforms: [lowercase]")
-                      for i in range(1, 201))
+    filters = "".join(
+        rule(i, "[args]", f"regex: '\\bword{i}x'", "transforms: [lowercase]") for i in range(1, 201)
+    )
     engine = engine_for(write_rules, filters)
     assert len(engine.groups) == 1 and len(engine.groups[0].set_filters) == 200
     assert matched(engine, "/?q=WORD137X+word13") == [137]

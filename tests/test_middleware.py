@@ -128,8 +128,11 @@ async def test_post_body_reaches_app_byte_for_byte_in_chunks(rules: Path) -> Non
     scope = http_scope(
         "/upload",
         method="POST",
-        headers=[("host", "t"), ("content-type", "application/octet-stream"),
-                 ("content-length", str(len(payload)))],
+        headers=[
+            ("host", "t"),
+            ("content-type", "application/octet-stream"),
+            ("content-length", str(len(payload))),
+        ],
     )
     result = await call(waf, scope, chunks)
     assert result.status == 200
@@ -144,29 +147,44 @@ async def test_body_attack_blocked(rules: Path) -> None:
     scope = http_scope(
         "/c",
         method="POST",
-        headers=[("host", "t"), ("content-type", "application/x-www-form-urlencoded"),
-                 ("content-length", str(len(body)))],
+        headers=[
+            ("host", "t"),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-length", str(len(body))),
+        ],
     )
     assert (await call(waf, scope, [body[:5], body[5:]])).status == 403
     assert app.calls == 0
 
 
 async def test_body_beyond_inspect_limit_is_passed_whole(write_rules: Callable[..., Path]) -> None:
-    path = write_rules(RULES.replace("anomaly_threshold: 5", "anomaly_threshold: 5\n  body: {inspect_bytes: 10}"))
+    path = write_rules(
+        RULES.replace("anomaly_threshold: 5", "anomaly_threshold: 5\n  body: {inspect_bytes: 10}")
+    )
     app = EchoApp()
     waf = WAFMiddleware(app, rules=path)
     body = b"x=1&" + b"a" * 5000 + b"&y=union select"
-    scope = http_scope("/c", method="POST", headers=[("host", "t"),
-                       ("content-type", "application/x-www-form-urlencoded"),
-                       ("content-length", str(len(body)))])
+    scope = http_scope(
+        "/c",
+        method="POST",
+        headers=[
+            ("host", "t"),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-length", str(len(body))),
+        ],
+    )
     result = await call(waf, scope, [body[:100], body[100:]])
     assert result.status == 200  # the attack is past the inspected prefix
     assert app.received == body
 
 
 async def test_body_beyond_limit_rejected_when_configured(write_rules: Callable[..., Path]) -> None:
-    path = write_rules(RULES.replace(
-        "anomaly_threshold: 5", "anomaly_threshold: 5\n  body: {inspect_bytes: 10, oversize: reject}"))
+    path = write_rules(
+        RULES.replace(
+            "anomaly_threshold: 5",
+            "anomaly_threshold: 5\n  body: {inspect_bytes: 10, oversize: reject}",
+        )
+    )
     app = EchoApp()
     waf = WAFMiddleware(app, rules=path)
     body = b"x" * 100
@@ -210,8 +228,15 @@ async def test_fail_open_after_body_read_replays_body(rules: Path) -> None:
 
     waf.engine.evaluate_body = explode  # type: ignore[method-assign]
     body = b"a=1&b=2"
-    scope = http_scope("/c", method="POST", headers=[("host", "t"), ("content-length", "7"),
-                       ("content-type", "application/x-www-form-urlencoded")])
+    scope = http_scope(
+        "/c",
+        method="POST",
+        headers=[
+            ("host", "t"),
+            ("content-length", "7"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+    )
     result = await call(waf, scope, [b"a=1", b"&b=2"])
     assert result.status == 200 and app.received == body
 
@@ -276,7 +301,9 @@ async def test_catastrophic_regex_cannot_hang_a_request(
 
 
 async def test_invalid_rules_refused_at_startup(write_rules: Callable[..., Path]) -> None:
-    path = write_rules("wafmw: 1\nfilters:\n  - id: 1\n    msg: m\n    targets: [args]\n    regex: '('\n")
+    path = write_rules(
+        "wafmw: 1\nfilters:\n  - id: 1\n    msg: m\n    targets: [args]\n    regex: '('\n"
+    )
     with pytest.raises(RuleFileError) as info:
         WAFMiddleware(EchoApp(), rules=path)
     assert "rule 1" in str(info.value) and "regex" in str(info.value)
@@ -298,8 +325,11 @@ def _starlette_app(rules: Path, **options: Any) -> Starlette:
         await websocket.close()
 
     return Starlette(
-        routes=[Route("/search", search), Route("/echo", echo, methods=["POST"]),
-                WebSocketRoute("/ws", ws)],
+        routes=[
+            Route("/search", search),
+            Route("/echo", echo, methods=["POST"]),
+            WebSocketRoute("/ws", ws),
+        ],
         middleware=[Middleware(WAFMiddleware, rules=rules, **options)],
     )
 
@@ -308,9 +338,10 @@ def test_starlette_app_with_middleware_entry(rules: Path) -> None:
     client = TestClient(_starlette_app(rules))
     assert client.get("/search", params={"q": "union station"}).json() == {"q": "union station"}
     assert client.get("/search?q=1%20union%20select%20pw").status_code == 403
-    body = "name=O'Brien&note=select a seat".encode()
-    response = client.post("/echo", content=body,
-                           headers={"content-type": "application/x-www-form-urlencoded"})
+    body = b"name=O'Brien&note=select a seat"
+    response = client.post(
+        "/echo", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 200 and response.content == body
 
 
@@ -318,8 +349,9 @@ def test_websocket_handshake_inspected(rules: Path) -> None:
     client = TestClient(_starlette_app(rules))
     with client.websocket_connect("/ws?room=lobby") as ws:
         assert ws.receive_text() == "hi"
-    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(
-        "/ws?room=1%20union%20select%20pw"
+    with (
+        pytest.raises(WebSocketDisconnect) as info,
+        client.websocket_connect("/ws?room=1%20union%20select%20pw"),
     ):
         pass
     assert info.value.code == 1008

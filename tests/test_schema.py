@@ -1,4 +1,4 @@
-"""The published JSON Schema is generated from the validator's own declaration; keep them in step."""
+"""The published JSON Schema comes from the validator's own declaration: keep them in step."""
 
 from __future__ import annotations
 

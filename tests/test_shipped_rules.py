@@ -1,4 +1,4 @@
-"""The shipped ruleset: every rule carries cases, the cases pass, and it is packaged in the wheel."""
+"""The shipped ruleset: every rule carries cases, the cases pass, and the wheel carries it."""
 
 from __future__ import annotations
 
@@ -48,23 +48,44 @@ async def test_default_rules_block_sqli_and_pass_lookalikes() -> None:
     benign = await call(waf, http_scope("/?q=union%20station"))
     assert benign.status == 200
     body = b'{"comment": "I\'ll select the union station stop, O\'Brien said."}'
-    scope = http_scope("/c", method="POST", headers=[
-        ("host", "t"), ("content-type", "application/json"), ("content-length", str(len(body)))])
+    scope = http_scope(
+        "/c",
+        method="POST",
+        headers=[
+            ("host", "t"),
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+        ],
+    )
     result = await call(waf, scope, [body[:10], body[10:]])
     assert result.status == 200 and app.received == body
 
 
 def test_wheel_carries_the_shipped_rules(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     (wheel,) = tmp_path.glob("wafmw-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "wafmw/rules/wafmw.yaml" in names
     assert "wafmw/py.typed" in names and "wafmw/rulefile.schema.json" in names
-    shipped = {f"wafmw/rules/{p.relative_to(ROOT / 'rules')}" for p in (ROOT / "rules").rglob("*")
-               if p.is_file()}
+    shipped = {
+        f"wafmw/rules/{p.relative_to(ROOT / 'rules')}"
+        for p in (ROOT / "rules").rglob("*")
+        if p.is_file()
+    }
     assert shipped <= names

@@ -7,10 +7,10 @@ from typing import Any
 
 def _registry() -> Any:
     try:
-        from .detectors import DETECTORS
+        from . import detectors
     except ImportError:  # pragma: no cover - the detectors package always ships
         return {}
-    return DETECTORS
+    return getattr(detectors, "DETECTORS", {})
 
 
 def detector_names() -> tuple[str, ...]:

@@ -31,12 +31,16 @@ class RuleFileError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = tuple(problems)
         lines = [str(p) for p in self.problems]
-        super().__init__(lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n" + "\n".join(lines))
+        super().__init__(
+            lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n" + "\n".join(lines)
+        )
 
 
 class EvaluationTimeout(Exception):
-    """A request's evaluation ran past its time budget (or a backtracking regex past its timeout)."""
+    """Evaluation ran past its time budget (or a backtracking regex past its timeout)."""
 
     def __init__(self, rule_id: int | None = None) -> None:
         self.rule_id = rule_id
-        super().__init__("WAF evaluation exceeded its time budget" + (f" in rule {rule_id}" if rule_id else ""))
+        super().__init__(
+            "WAF evaluation exceeded its time budget" + (f" in rule {rule_id}" if rule_id else "")
+        )

@@ -165,8 +165,9 @@ class _Loader:
         bad_filters = self.check_structure(doc, shown)
         if bad_filters is None:
             return
-        self.take(doc, path, shown, stack=(*stack, resolved), top_level=top_level,
-                  bad_filters=bad_filters)
+        self.take(
+            doc, path, shown, stack=(*stack, resolved), top_level=top_level, bad_filters=bad_filters
+        )
 
     def check_structure(self, doc: LDict, shown: str) -> set[int] | None:
         """Report structural problems. Returns the indexes of filters that are malformed (the

@@ -8,6 +8,7 @@ failure boundary: an exception from the app is the app's own and passes through 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -195,10 +196,9 @@ class WAFMiddleware:
             "ruleset": engine.ruleset.version,
             "eval_us": round((time.perf_counter() - started) * 1e6, 1),
         }
-        try:
+        # A broken log handler must not break the boundary.
+        with contextlib.suppress(Exception):
             self._errors.report(event, (rule_id, type(cause).__name__))
-        except Exception:  # a broken log handler must not break the boundary
-            pass
         if on_error == "closed" and settings.mode == "enforce":
             await send_denial(send, view, 503, request_id(view))
             return True

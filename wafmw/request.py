@@ -60,7 +60,7 @@ class RequestView:
         self._args: Pairs | None = None
         self._cookies: Pairs | None = None
         self._parsed_body: ParsedBody | None = None
-        self._client_ip: str | None | bool = False  # False: not resolved yet
+        self._client_ip: str | bool | None = False  # False: not resolved yet
         self._cache: dict[Any, Any] = {}
 
     # -- simple fields --------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class RequestView:
         if text is None:
             text = "\n".join(value for kind in kinds for _, value in self.items(kind))
             self._cache[key] = text
-        return text  # type: ignore[no-any-return]
+        return text
 
     def transformed(self, value: str, chain: tuple[str, ...]) -> str:
         """`value` after the transform chain, computed once per request."""
@@ -238,4 +238,4 @@ class RequestView:
         if out is None:
             out = apply_chain(value, chain)
             self._cache[key] = out
-        return out  # type: ignore[no-any-return]
+        return out

@@ -15,7 +15,7 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Hard limits applied while loading. They belong to the caller, never to the (untrusted) file."""
+    """Hard limits applied while loading: set by the caller, never by the (untrusted) file."""
 
     max_file_bytes: int = 2 * 1024 * 1024
     max_files: int = 64
