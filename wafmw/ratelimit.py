@@ -30,7 +30,7 @@ See docs/rate-limits.md for the user-facing description.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
+import contextlib
 import hashlib
 import logging
 import math
@@ -162,10 +162,16 @@ def _host_only(host: str) -> str:
 
 
 def _glob_re(globs: Sequence[str], *, ignore_case: bool) -> re.Pattern[str] | None:
+    """``*`` matches any run of characters (``/`` included), ``?`` one; nothing else is
+    special, so ``[::1]`` is a literal IPv6 host."""
     if not globs:
         return None
-    body = "|".join(f"(?:{fnmatch.translate(g)})" for g in globs)
-    return re.compile(body, re.IGNORECASE if ignore_case else 0)
+    alternatives = (
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+        for glob in globs
+    )
+    body = "|".join(f"(?:{alt})" for alt in alternatives)
+    return re.compile(f"(?s:{body})\\Z", re.IGNORECASE if ignore_case else 0)
 
 
 def _str_list(value: object, field: str, *, allow_single: bool = True) -> list[str]:
@@ -745,6 +751,9 @@ return out
 """
 
 
+_Queued = tuple[list[str], tuple[int, ...], "asyncio.Future[list[Any]]"]
+
+
 class _LocalEntry:
     """What one worker remembers about one Redis-backed key."""
 
@@ -832,6 +841,15 @@ class _Health:
         self.last_log = -math.inf
 
 
+def _no_client_setinfo() -> dict[str, Any]:
+    """Client options that skip CLIENT SETINFO (two round trips per new connection)."""
+    try:
+        import redis.driver_info  # noqa: F401  # redis-py >= 7 spells it driver_info
+    except ImportError:
+        return {"lib_name": None, "lib_version": None}
+    return {"driver_info": None}
+
+
 class _RedisBackend:
     def __init__(
         self,
@@ -867,7 +885,11 @@ class _RedisBackend:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
+            **_no_client_setinfo(),
         )
+        self._busy = False
+        self._queue: list[_Queued] = []
+        self._drainer: asyncio.Task[None] | None = None
         self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
         self._prefix = key_prefix
         self._max_keys = max_keys
@@ -942,22 +964,41 @@ class _RedisBackend:
             self._health.recovered()
         now = _monotonic()
         status = int(reply[0])
-        n = len(rule.limits)
-        remaining = [int(reply[2 + 2 * i]) for i in range(n)]
-        resets = [int(reply[3 + 2 * i]) / 1000 for i in range(n)]
         entry.synced_at = now
-        entry.remaining = min(remaining) if status == 0 else 0
-        entry.resets_at = tuple(now + t for t in resets)
         if status != 0:
             retry = int(reply[1]) / 1000
+            entry.remaining = 0
             entry.refused_until = now + retry
             entry.refused_banned = status == 2
             if status == 2:
                 return _result(rule, True, retry, banned=True)
-            return _result(rule, True, retry, remaining, resets)
+        n = len(rule.limits)
+        remaining = [int(reply[2 + 2 * i]) for i in range(n)]
+        resets = [int(reply[3 + 2 * i]) / 1000 for i in range(n)]
+        entry.resets_at = tuple(now + t for t in resets)
+        if status != 0:
+            return _result(rule, True, int(reply[1]) / 1000, remaining, resets)
+        entry.remaining = min(remaining)
         return _result(rule, False, 0.0, remaining, resets) if want_stats else None
 
     async def _eval(self, keys: list[str], args: tuple[int, ...]) -> list[Any]:
+        """Run the script; calls made while another is on the wire queue up and
+        go out together as one pipeline, so one connection carries everything and a
+        burst of requests costs one round trip per queue, not one connection each."""
+        if self._busy:
+            future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            self._queue.append((keys, args, future))
+            return await future
+        self._busy = True
+        try:
+            return await self._eval_one(keys, args)
+        finally:
+            if self._queue:
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+            else:
+                self._busy = False
+
+    async def _eval_one(self, keys: list[str], args: tuple[int, ...]) -> list[Any]:
         client = self._client
         try:
             reply: list[Any] = await client.evalsha(self._sha, len(keys), *keys, *args)
@@ -966,7 +1007,51 @@ class _RedisBackend:
             reply = await client.evalsha(self._sha, len(keys), *keys, *args)
         return reply
 
+    async def _eval_many(self, batch: list[_Queued]) -> list[Any]:
+        for attempt in (1, 2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    pipe.evalsha(self._sha, len(keys), *keys, *args)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, self._no_script) for r in replies):
+                await self._client.script_load(_LUA)
+                continue
+            break
+        return replies
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    replies = await self._eval_many(batch)
+                except Exception as exc:
+                    # Everything still queued would meet the same storage: fail it now.
+                    batch += self._queue
+                    self._queue = []
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    break
+                for (_, _, future), reply in zip(batch, replies, strict=True):
+                    if future.done():
+                        continue  # its request was cancelled
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            for _, _, future in self._queue:
+                if not future.done():
+                    future.set_exception(StorageUnavailable("rate-limit storage closed"))
+            self._queue = []
+            self._busy = False
+
     async def close(self) -> None:
+        if self._drainer is not None and not self._drainer.done():
+            self._drainer.cancel()
+            with contextlib.suppress(BaseException):
+                await self._drainer
         await self._client.aclose()
 
 
