@@ -57,22 +57,33 @@ class CompiledFilter:
     pattern: CompiledPattern | None = None
     words: tuple[str, ...] = ()
     detector: Any = None
-    detector_prefilter: CompiledPattern | None = None
     # (path matcher or None for every path, excluded targets or None for the whole rule)
     exclusions: tuple[tuple[PathMatcher | None, frozenset[Target] | None], ...] = ()
     in_set: bool = False
+    # A one-pattern RE2 set: a yes/no answer costs one C call, where the `re2` module's
+    # search spends several µs in Python. The full search runs only to report a match.
+    probe: Any = None
 
 
 @dataclass(slots=True)
 class ChainGroup:
     chain: tuple[str, ...]
     local: bool
-    head_kinds: tuple[str, ...] = ()
-    body_kinds: tuple[str, ...] = ()
+    # What the group's scanner reads: whole kinds ("headers") or single members
+    # ("headers:user-agent") when no filter of the group needs the whole kind.
+    head_units: tuple[Target, ...] = ()
+    body_units: tuple[Target, ...] = ()
     scanner: Any = None  # re2.Set
     set_filters: list[CompiledFilter] = field(default_factory=list)
     direct_head: list[CompiledFilter] = field(default_factory=list)
     direct_body: list[CompiledFilter] = field(default_factory=list)
+
+
+def _probe(pattern: str) -> Any:
+    probe = re2.Set.SearchSet(re2_options())
+    probe.Add(pattern)
+    probe.Compile()
+    return probe
 
 
 def _set_pattern(cf: CompiledFilter) -> str | None:
@@ -117,19 +128,21 @@ class Engine:
         for group in groups.values():
             self._build_scanner(group)
         self.groups = tuple(groups.values())
-        self.needs_body = any(group.body_kinds or group.direct_body for group in self.groups)
-        self.allow_rules = frozenset(rule.id for rule in ruleset.filters if rule.action == "allow")
+        self.needs_body = any(group.body_units or group.direct_body for group in self.groups)
 
     @staticmethod
     def _compile_filter(rule: FilterRule, ruleset: Ruleset) -> CompiledFilter:
         cf = CompiledFilter(rule=rule, chain=rule.transforms)
         if rule.operator == "regex":
             cf.pattern = compile_pattern(rule.argument)
+            if cf.pattern.engine == "re2":
+                cf.probe = _probe(cf.pattern.source)
         elif rule.operator == "contains_any":
             cf.words = tuple(rule.argument)
         elif rule.operator == "detect":
             cf.detector = get_detector(rule.argument)
-            cf.detector_prefilter = compile_pattern(cf.detector.prefilter)
+
+            cf.probe = _probe(cf.detector.prefilter)
         exclusions = []
         for ex in ruleset.exclusions:
             if ex.applies_to(rule):
@@ -148,13 +161,11 @@ class Engine:
             scanner.Add("(?m)" + str(source))
         scanner.Compile()
         group.scanner = scanner
-        head: dict[str, None] = {}
-        body: dict[str, None] = {}
-        for cf in group.set_filters:
-            for target in cf.rule.targets:
-                (body if target.needs_body else head)[target.kind] = None
-        group.head_kinds = tuple(head)
-        group.body_kinds = tuple(body)
+        targets = {t for cf in group.set_filters for t in cf.rule.targets}
+        whole = {t.kind for t in targets if t.name is None}
+        units = sorted((t for t in targets if t.name is None or t.kind not in whole), key=str)
+        group.head_units = tuple(t for t in units if not t.needs_body)
+        group.body_units = tuple(t for t in units if t.needs_body)
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -162,8 +173,8 @@ class Engine:
         """Phase 1: everything but the body."""
         matches: list[Match] = []
         for group in self.groups:
-            if group.scanner is not None and group.head_kinds:
-                self._scan(group, group.head_kinds, view, deadline, matches, body=False)
+            if group.scanner is not None and group.head_units:
+                self._scan(group, group.head_units, view, deadline, matches, body=False)
             for cf in group.direct_head:
                 self._confirm(cf, view, deadline, matches, body=False)
             if time.perf_counter() > deadline:
@@ -174,8 +185,8 @@ class Engine:
         """Phase 2: body targets; only called once the body has been read."""
         matches: list[Match] = []
         for group in self.groups:
-            if group.scanner is not None and group.body_kinds:
-                self._scan(group, group.body_kinds, view, deadline, matches, body=True)
+            if group.scanner is not None and group.body_units:
+                self._scan(group, group.body_units, view, deadline, matches, body=True)
             for cf in group.direct_body:
                 self._confirm(cf, view, deadline, matches, body=True)
             if time.perf_counter() > deadline:
@@ -185,7 +196,7 @@ class Engine:
     def _scan(
         self,
         group: ChainGroup,
-        kinds: tuple[str, ...],
+        units: tuple[Target, ...],
         view: RequestView,
         deadline: float,
         matches: list[Match],
@@ -193,12 +204,12 @@ class Engine:
         body: bool,
     ) -> None:
         if group.local:
-            text = view.transformed(view.joined(kinds), group.chain)
+            text = view.transformed(view.joined(units), group.chain)
         else:
             text = "\n".join(
                 view.transformed(value, group.chain)
-                for kind in kinds
-                for _, value in view.items(kind)
+                for unit in units
+                for _, value in view.target_items(unit)
             )
         if not text:
             return
@@ -295,6 +306,8 @@ class Engine:
         op = rule.operator
         if op == "regex":
             assert cf.pattern is not None
+            if cf.probe is not None and not cf.probe.Match(subject):
+                return None
             return cf.pattern.search(subject, deadline - time.perf_counter())
         if op == "contains":
             return rule.argument if rule.argument in subject else None
@@ -312,8 +325,7 @@ class Engine:
         if op == "length":
             return subject if rule.argument.holds(len(subject)) else None
         if op == "detect":
-            assert cf.detector_prefilter is not None
-            if cf.detector_prefilter.search(subject, deadline - time.perf_counter()) is None:
+            if not cf.probe.Match(subject):
                 return None
             return subject if cf.detector.check(subject) else None
         raise ValueError(f"unknown operator {op}")  # pragma: no cover - validated at load

@@ -220,12 +220,12 @@ class RequestView:
             return items
         return tuple(pair for pair in items if pair[0] == target.name)
 
-    def joined(self, kinds: tuple[str, ...]) -> str:
-        """All values of the given kinds joined by newlines: one string to scan at once."""
-        key = ("joined", kinds)
+    def joined(self, targets: tuple[Target, ...]) -> str:
+        """All values of the given targets joined by newlines: one string to scan at once."""
+        key = ("joined", targets)
         text = self._cache.get(key)
         if text is None:
-            text = "\n".join(value for kind in kinds for _, value in self.items(kind))
+            text = "\n".join(value for target in targets for _, value in self.target_items(target))
             self._cache[key] = text
         return text
 

@@ -1,0 +1,167 @@
+"""In-process overhead of wafmw against a bare Starlette app, measured in the same run.
+
+    python benchmarks/inprocess.py [--rounds 15] [--requests 2000] [--rules FILE ...]
+
+Each round times `--requests` calls of every configuration in turn (configurations interleaved,
+so machine noise hits all of them alike); the figure per configuration is the median over
+rounds of the mean µs per request. Printed: bare µs, wrapped µs, the difference and the ratio.
+Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from wafmw import WAFMiddleware  # noqa: E402
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUgRG9lIiwi"
+    "aWF0IjoxNzE2MjM5MDIyLCJleHAiOjE3MTYyNDI2MjIsInJvbGVzIjpbInVzZXIiLCJlZGl0b3IiXX0.Sfl"
+    "KxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+BROWSER_HEADERS = [
+    ("host", "shop.example.com"),
+    ("user-agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+     "Gecko) Chrome/131.0.0.0 Safari/537.36"),
+    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+     "*/*;q=0.8"),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+    ("sec-ch-ua", '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"'),
+    ("sec-ch-ua-mobile", "?0"),
+    ("sec-ch-ua-platform", '"Windows"'),
+    ("sec-fetch-site", "same-origin"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+    ("referer", "https://shop.example.com/catalog?page=2"),
+    ("cookie", f"session={JWT}; theme=dark; consent=1"),
+]
+
+
+def _json_body(size: int) -> bytes:
+    items = []
+    i = 0
+    while True:
+        items.append({"id": i, "name": f"Item number {i}", "note": "Blue cotton shirt, size M",
+                      "tags": ["summer", "sale"], "price": 19.99 + i})
+        body = json.dumps({"cart": items, "coupon": "WELCOME10"}).encode()
+        if len(body) >= size:
+            return body
+        i += 1
+
+
+def scope_for(method: str, target: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    path, _, query = target.partition("?")
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "https", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(k.encode(), v.encode()) for k, v in headers],
+        "client": ("203.0.113.7", 51000), "server": ("shop.example.com", 443),
+    }
+
+
+def make_cases() -> dict[str, tuple[dict[str, Any], bytes]]:
+    small, large = _json_body(2048), _json_body(65536)
+    post = [h for h in BROWSER_HEADERS if h[0] not in ("cookie",)]
+
+    def post_headers(body: bytes) -> list[tuple[str, str]]:
+        return post + [("content-type", "application/json"), ("content-length", str(len(body)))]
+
+    return {
+        "benign GET": (scope_for("GET", "/products?category=shirts&page=2&sort=price",
+                                 BROWSER_HEADERS), b""),
+        "2 KB JSON POST": (scope_for("POST", "/api/cart", post_headers(small)), small),
+        "64 KB JSON POST": (scope_for("POST", "/api/cart", post_headers(large)), large),
+        "attack GET": (scope_for("GET", "/products?id=1%20UNION%20SELECT%20password%20FROM%20users",
+                                 BROWSER_HEADERS), b""),
+    }
+
+
+async def _endpoint(request: Request) -> PlainTextResponse:
+    if request.method == "POST":
+        await request.body()
+    return PlainTextResponse("ok")
+
+
+def bare_app() -> Starlette:
+    return Starlette(routes=[Route("/{path:path}", _endpoint, methods=["GET", "POST"])])
+
+
+async def _noop_send(message: Any) -> None:
+    return None
+
+
+def make_runner(app: Any, scope: dict[str, Any], body: bytes) -> Callable[[int], Any]:
+    message = {"type": "http.request", "body": body, "more_body": False}
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            sent = False
+
+            async def receive() -> dict[str, Any]:
+                nonlocal sent
+                if sent:
+                    return {"type": "http.disconnect"}
+                sent = True
+                return message
+
+            await app(dict(scope), receive, _noop_send)
+
+    return run
+
+
+def measure(configs: dict[str, Any], cases: dict[str, tuple[dict[str, Any], bytes]],
+            rounds: int, requests: int) -> dict[tuple[str, str], float]:
+    samples: dict[tuple[str, str], list[float]] = {}
+    loop = asyncio.new_event_loop()
+    try:
+        runners = {(c, k): make_runner(app, *cases[k]) for c, app in configs.items() for k in cases}
+        for run in runners.values():  # warm-up
+            loop.run_until_complete(run(50))
+        for _ in range(rounds):
+            for case in cases:
+                for config in configs:
+                    n = requests if "64 KB" not in case else max(requests // 10, 50)
+                    start = time.perf_counter()
+                    loop.run_until_complete(runners[(config, case)](n))
+                    per = (time.perf_counter() - start) / n * 1e6
+                    samples.setdefault((config, case), []).append(per)
+    finally:
+        loop.close()
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rules", action="append", help="rule file (default: shipped rules)")
+    args = parser.parse_args()
+    bare = bare_app()
+    configs = {"bare": bare, "wafmw": WAFMiddleware(bare_app(), rules=args.rules)}
+    results = measure(configs, make_cases(), args.rounds, args.requests)
+    print(f"median µs per request over {args.rounds} interleaved rounds")
+    print(f"{'request':18} {'bare':>9} {'wafmw':>9} {'added':>9} {'ratio':>7}")
+    for case in make_cases():
+        b, w = results[("bare", case)], results[("wafmw", case)]
+        print(f"{case:18} {b:9.1f} {w:9.1f} {w - b:+9.1f} {w / b:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
