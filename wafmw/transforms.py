@@ -225,7 +225,10 @@ def html_entity_decode(s: str) -> str:
 
 # --------------------------------------------------------------------------- js_decode
 
-# A backslash before "\n" is deliberately not an escape (JavaScript would drop both as a line
+# Only real escapes are decoded. JavaScript also drops the backslash of any other "\X", but
+# doing so here would wreck Windows paths ("..\..\windows\win.ini" -> "....windowswin.ini")
+# for rules that chain js_decode before a traversal check; "al\ert" stays as it is instead.
+# A backslash before "\n" is not an escape either (JavaScript would drop both as a line
 # continuation): treating it as one would join two values and break `local`.
 _JS_RE = re.compile(
     r"\\(?:"
@@ -234,7 +237,7 @@ _JS_RE = re.compile(
     r"|u([0-9A-Fa-f]{4})"
     r"|x([0-9A-Fa-f]{2})"
     r"|([0-3][0-7]{0,2}|[4-7][0-7]?)"
-    r"|([^\nux])"
+    r"|([ntrbfv\\'\"/`])"
     r")"
 )
 _JS_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
