@@ -295,3 +295,19 @@ def test_json_walk_has_a_budget_for_empty_containers() -> None:
     body = b"[" + b"[]," * 40_000 + b'"last"]'
     parsed = parse_body(JSON, body, BodyLimits(max_fields=10))
     assert parsed.kind == "json" and parsed.truncated and parsed.fields == ()
+
+
+def test_multipart_line_that_only_starts_with_the_boundary_is_content() -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="q"\r\n\r\n'
+        b"--Bx\r\n' union select password from users\r\n--B--\r\n"
+    )
+    parsed = parse_body("multipart/form-data; boundary=B", body, LIMITS)
+    assert parsed.fields == (("q", "--Bx\r\n' union select password from users"),)
+    assert parsed.names == ("q",) and not parsed.truncated
+
+
+def test_multipart_padding_after_delimiter_and_empty_part_value() -> None:
+    body = b'--B \t\r\nContent-Disposition: form-data; name="a"\r\n\r\n\r\n--B--'
+    parsed = parse_body("multipart/form-data; boundary=B", body, LIMITS)
+    assert parsed.fields == (("a", ""),) and not parsed.truncated

@@ -221,12 +221,36 @@ def _decode_ext_value(value: str) -> str:
         return unquote(encoded, encoding="utf-8", errors="replace")
 
 
+# What may follow a boundary on its line: "--" (the close) or transport padding and the line end.
+# A line that merely starts with the boundary ("--BOUNDARYxyz") is content, as it is for the
+# app's parser; treating it as a delimiter would let a crafted body hide a field's value from
+# the WAF in what it took for part headers.
+_AFTER_DELIMITER_RE = re.compile(rb"--|[ \t]*(?:\r?\n|\Z)")
+
+
+def _find_delimiter(body: bytes, delimiter: bytes, start: int) -> int:
+    """Index of the next delimiter line at or after `start` (at a line start), or -1."""
+    pos = start
+    while True:
+        if pos == 0 and body.startswith(delimiter):
+            found = 0
+        else:
+            nl = body.find(b"\n" + delimiter, max(pos - 1, 0))
+            if nl < 0:
+                return -1
+            found = nl + 1
+        if _AFTER_DELIMITER_RE.match(body, found + len(delimiter)):
+            return found
+        pos = found + 1
+
+
 def _parse_multipart(body: bytes, boundary: str, raw: str, limits: BodyLimits) -> ParsedBody:
     boundary = boundary.strip()
     if not boundary:
         return _raw(raw, parse_error=True)
     delimiter = b"--" + boundary.encode("utf-8", "replace")
-    pos = body.find(delimiter)
+    # Anything before the first delimiter is a preamble and ignored.
+    pos = _find_delimiter(body, delimiter, 0)
     if pos < 0:
         return _raw(raw, parse_error=True)
 
@@ -242,17 +266,16 @@ def _parse_multipart(body: bytes, boundary: str, raw: str, limits: BodyLimits) -
         if body.startswith(b"--", pos):
             closed = True
             break
-        # The rest of the delimiter line is transport padding.
         eol = body.find(b"\n", pos)
         if eol < 0:
             break
         start = eol + 1
-        # Bare LF is tolerated: "\n--boundary" also finds "\r\n--boundary".
-        nxt = body.find(b"\n" + delimiter, start)
+        nxt = _find_delimiter(body, delimiter, start)
         end = n if nxt < 0 else nxt
         part = body[start:end]
-        if nxt >= 0 and part.endswith(b"\r"):
-            part = part[:-1]
+        # The line break before the next delimiter belongs to it; bare LF is tolerated.
+        if nxt >= 0:
+            part = part[:-2] if part.endswith(b"\r\n") else part[:-1]
         if parts >= limits.max_fields:
             truncated = True
             break
@@ -260,7 +283,7 @@ def _parse_multipart(body: bytes, boundary: str, raw: str, limits: BodyLimits) -
         _add_part(part, fields, names, files)
         if nxt < 0:
             break
-        pos = nxt + 1
+        pos = nxt
     if not closed:
         # The body ended inside a part: most often the caller cut it at the inspection limit.
         truncated = True
