@@ -103,7 +103,7 @@ def _pct_sub(m: re.Match[str]) -> str:
 
 def _url_decode_round(s: str) -> str:
     if s.isascii() and "\\" not in s:
-        # The usual case, at C speed: "%XX" becomes "\\xXX" for the unicode_escape codec, which
+        # The usual case, at C speed: "%XX" becomes "\xXX" for the unicode_escape codec, which
         # yields one latin-1 character per byte, then the bytes are decoded as UTF-8. Any "%"
         # not followed by two hex digits (including "%uXXXX") makes the codec fail, and the
         # general path below handles the value instead.
