@@ -23,9 +23,9 @@ from .decision import Decision
 from .engine import Engine, RuleFailure
 from .errors import EvaluationTimeout
 from .events import ErrorReporter, decision_event, emit, request_fields
-from .loader import load_rules
 from .request import RequestView
 from .responses import request_id, send_denial
+from .store import RulesetStore
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -57,7 +57,10 @@ class WAFMiddleware:
 
     `rules` is a rule file path, a list of paths, or None for the shipped default ruleset.
     `mode` ("enforce" | "detect" | "off") and `on_error` ("open" | "closed") override the
-    file's settings. An invalid rule file raises RuleFileError here, at startup.
+    file's settings. An invalid rule file raises RuleFileError here, at startup — unless
+    `on_invalid_start="minimal"`, which starts on the built-in minimal ruleset instead.
+    `reload_interval` (seconds) polls the rule files and `control_file` (kill switches) and
+    swaps in a new ruleset once it has passed validation, compilation and its self-test.
     """
 
     def __init__(
@@ -68,10 +71,26 @@ class WAFMiddleware:
         mode: str | None = None,
         on_error: str | None = None,
         paranoia: int | None = None,
+        reload_interval: float | None = None,
+        control_file: str | os.PathLike[str] | None = None,
+        on_invalid_start: str = "fail",
+        reload_on_sighup: bool | None = None,
     ) -> None:
         self.app = app
-        ruleset = load_rules(rules, mode=mode, on_error=on_error, paranoia=paranoia)
-        self._engine = Engine(ruleset)
+        self.store = RulesetStore(
+            rules,
+            mode=mode,
+            on_error=on_error,
+            paranoia=paranoia,
+            control_file=control_file,
+            on_invalid_start=on_invalid_start,
+        )
+        if reload_interval is not None:
+            if reload_interval <= 0:
+                raise ValueError("reload_interval must be a positive number of seconds")
+            self.store.start_polling(reload_interval)
+        if reload_on_sighup or (reload_on_sighup is None and reload_interval is not None):
+            self.store.install_sighup()
         self._errors = ErrorReporter()
         self.counters: dict[str, int] = {
             "inspected": 0,
@@ -83,14 +102,23 @@ class WAFMiddleware:
 
     @property
     def engine(self) -> Engine:
-        return self._engine
+        """The active engine (before kill switches)."""
+        return self.store.active
+
+    def reload(self, *, force: bool = True) -> bool:
+        """Reload the rule files now; True when a new ruleset became active."""
+        return self.store.reload(force=force)
+
+    def close(self) -> None:
+        """Stop the reload poller."""
+        self.store.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        engine = self._engine  # one snapshot for the whole request
+        engine, _kill = self.store.engine()  # one snapshot for the whole request
         settings = engine.settings
         if settings.mode == "off":
             await self.app(scope, receive, send)
@@ -114,6 +142,8 @@ class WAFMiddleware:
             return
         # -- outside the boundary --
         self.counters["inspected"] += 1
+        if self.store.candidate is not None:
+            self._shadow(view, decision)
         if decision.outcome in ("block", "reject"):
             self.counters["blocked"] += 1
             rid = request_id(view)
@@ -187,6 +217,9 @@ class WAFMiddleware:
         self.counters["timeouts" if timeout else "errors"] += 1
         rule_id = rule.id if rule is not None else getattr(exc, "rule_id", None)
         cause = exc.cause if isinstance(exc, RuleFailure) else exc
+        if rule_id is not None:
+            with contextlib.suppress(Exception):
+                self.store.record_failure(rule_id, f"{type(cause).__name__}: {cause}"[:200])
         event = {
             "event": "timeout" if timeout else "error",
             "action": "error-" + on_error,
@@ -225,13 +258,24 @@ class WAFMiddleware:
         except Exception:  # logging must never turn a decision into an error
             pass
 
+    def _shadow(self, view: RequestView, active: Decision) -> None:
+        """Evaluate the shadow candidate on the same request; it never affects the answer.
+        It sees the body only when the active ruleset read it."""
+        candidate = self.store.shadow_engine()
+        if candidate is None:
+            return
+        result: Decision | None
+        try:
+            deadline = time.perf_counter() + candidate.settings.time_budget_ms / 1000.0
+            matches = candidate.evaluate_head(view, deadline)
+            if view.body is not None:
+                matches += candidate.evaluate_body(view, deadline)
+            result = candidate.decide(matches)
+        except Exception:
+            result = None
+        with contextlib.suppress(Exception):
+            self.store.record_shadow(active, result, view.method, view.path)
+
     def status(self) -> dict[str, Any]:
-        ruleset = self._engine.ruleset
-        return {
-            "version": ruleset.version,
-            "files": list(ruleset.files),
-            "filters": len(ruleset.filters),
-            "mode": ruleset.settings.mode,
-            "on_error": ruleset.settings.on_error,
-            "counters": dict(self.counters),
-        }
+        """What is active and how it got there (see RulesetStore.status), plus counters."""
+        return {**self.store.status(), "counters": dict(self.counters)}

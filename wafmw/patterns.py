@@ -72,3 +72,37 @@ def compile_pattern(pattern: str) -> CompiledPattern:
     if engine == "re2":
         return CompiledPattern(pattern, engine, re2.compile(pattern, _RE2_OPTIONS))
     return CompiledPattern(pattern, engine, regex.compile(pattern))
+
+
+# Probe inputs for the backtracking screen: runs of one or two characters the pattern mentions,
+# ended by a character that makes the match fail late — the classic trigger of exponential
+# backtracking in nested or overlapping quantifiers.
+_SCREEN_LENGTHS = (12, 24, 48)
+_SCREEN_TIMEOUT_S = 0.05
+
+
+def screen_backtracking(pattern: str) -> str | None:
+    """A reason to refuse a `regex`-engine pattern, or None when it passed the screen."""
+    compiled = regex.compile(pattern)
+    letters: list[str] = []
+    for ch in pattern:
+        if ch.isalnum() and ch not in letters:
+            letters.append(ch)
+    for ch in ("a", "0", " "):
+        if ch not in letters:
+            letters.append(ch)
+    letters = letters[:8]
+    units = letters + [a + b for a in letters[:3] for b in letters[:3] if a != b]
+    for n in _SCREEN_LENGTHS:
+        for unit in units:
+            probe = unit * (n // len(unit)) + "\x00!"
+            try:
+                compiled.search(probe, timeout=_SCREEN_TIMEOUT_S)
+            except TimeoutError:
+                return (
+                    f"pattern backtracks catastrophically: {len(probe)} characters of "
+                    f"{unit!r} take over {_SCREEN_TIMEOUT_S * 1000:.0f} ms on the `regex` "
+                    "engine; rewrite it without nested or overlapping quantifiers, or in RE2 "
+                    "syntax"
+                )
+    return None
