@@ -50,6 +50,22 @@ def _test(args: argparse.Namespace) -> int:
     return status
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import SAMPLE_REQUESTS, bench, corpus_requests, format_report
+
+    requests = SAMPLE_REQUESTS
+    if args.corpus:
+        requests = tuple(r for path in args.corpus for r in corpus_requests(path, args.limit))
+    try:
+        report = bench(args.files, requests, repeats=args.repeats)
+    except RuleFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(format_report(report, args.top))
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from .rulefile import json_schema_text
 
@@ -74,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="run the match/no_match cases of rule files")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_test)
+    p = sub.add_parser("bench", help="the cost of each rule per request, slowest first")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--corpus", action="append", help="JSON Lines requests (default: samples)")
+    p.add_argument("--limit", type=int, default=500, help="requests read per corpus file")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--top", type=int, default=None, help="show only the N slowest rules")
+    p.set_defaults(func=_bench)
     p = sub.add_parser("schema", help="print the JSON Schema of the rule file format")
     p.set_defaults(func=_schema)
     p = sub.add_parser("demo", help="send sample requests through an example app")

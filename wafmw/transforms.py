@@ -288,6 +288,17 @@ def compress_whitespace(s: str) -> str:
         if "  " not in s and s[:1] != " " and s[-1:] != " ":
             return s
         return " ".join(s.split())
+    if (
+        # The joined text the engine scans: printable lines between "\n"s, already compact.
+        s.isascii()
+        and s.replace("\n", "").isprintable()
+        and "  " not in s
+        and " \n" not in s
+        and "\n " not in s
+        and s[:1] != " "
+        and s[-1:] != " "
+    ):
+        return s
     if "\n" not in s:
         return " ".join(s.split())
     return "\n".join([" ".join(line.split()) for line in s.split("\n")])
