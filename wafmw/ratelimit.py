@@ -40,7 +40,7 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import limits
 from limits import RateLimitItem
@@ -609,144 +609,200 @@ class _MemoryBackend:
 
 # ------------------------------------------------------------------------- Redis
 
-# KEYS[1] ban key, KEYS[1+i] window key of limit i.
+# KEYS[1] ban key, KEYS[1+i] window key of limit i (every limit of a rule has the
+# rule's strategy).
 # ARGV: cost, pending (units already admitted locally: added unconditionally),
-#       ban_ms, then per limit: strategy code, amount, period_ms.
+#       ban_ms, want (1: report remaining/reset even when allowed), strategy code,
+#       then per limit: amount, period_ms.
 # Returns {status, retry_ms, remaining_1, reset_ms_1, remaining_2, reset_ms_2, ...}
-# with status 0 allowed, 1 limited now, 2 refused by a standing ban.
+# with status 0 allowed, 1 limited now, 2 refused by a standing ban; an allowed
+# request without `want` gets just {0, 0}.
+# Every redis.call costs a few µs of server time, so the allowed path is kept to
+# the fewest: fixed 1-2 calls, moving 4, sliding 4 (+1 with a ban).
 _LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cost = tonumber(ARGV[1])
 local pending = tonumber(ARGV[2])
 local ban_ms = tonumber(ARGV[3])
+local want = ARGV[4] == '1'
+local kind = tonumber(ARGV[5])
 local n = #KEYS - 1
-
-local ban_ttl = redis.call('PTTL', KEYS[1])
-if ban_ttl > 0 then
-  return {2, ban_ttl}
-end
-
-local function moving_used(k, period)
-  local len = redis.call('LLEN', k)
-  local lo, hi = 0, len
-  local horizon = now - period
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if tonumber(redis.call('LINDEX', k, mid)) > horizon then lo = mid + 1 else hi = mid end
-  end
-  if lo < len then
-    if lo == 0 then redis.call('DEL', k) else redis.call('LTRIM', k, 0, lo - 1) end
-  end
-  return lo
-end
-
-local function add(kind, k, x, amount, period)
-  if x <= 0 then return end
-  if kind == 1 then
-    if redis.call('INCRBY', k, x) == x then redis.call('PEXPIRE', k, period) end
-  elseif kind == 2 then
-    local left = math.min(x, amount)
-    while left > 0 do
-      local chunk = {}
-      for j = 1, math.min(left, 1000) do chunk[j] = now end
-      redis.call('LPUSH', k, unpack(chunk))
-      left = left - #chunk
-    end
-    redis.call('LTRIM', k, 0, amount - 1)
-    redis.call('PEXPIRE', k, period)
-  else
-    local index = math.floor(now / period)
-    local h = redis.call('HMGET', k, 'w', 'c', 'p')
-    local w = tonumber(h[1])
-    local c, p = tonumber(h[2]) or 0, tonumber(h[3]) or 0
-    if w ~= index then
-      if w == index - 1 then p = c else p = 0 end
-      c = 0
-    end
-    redis.call('HSET', k, 'w', index, 'c', c + x, 'p', p)
-    redis.call('PEXPIRE', k, 2 * period)
-  end
-end
-
-local function state(kind, k, amount, period)
-  -- used (rounded up), reset_ms, retry_ms for `cost` more (-1 when it fits)
-  if kind == 1 then
-    local v = tonumber(redis.call('GET', k) or '0')
-    local ttl = redis.call('PTTL', k)
-    if ttl < 0 then ttl = period; v = 0 end
-    if v + cost > amount then return v, ttl, ttl end
-    return v, ttl, -1
-  elseif kind == 2 then
-    local used = moving_used(k, period)
-    local reset = period
-    if used > 0 then reset = tonumber(redis.call('LINDEX', k, used - 1)) + period - now end
-    if used + cost > amount then
-      local ts = tonumber(redis.call('LINDEX', k, amount - cost))
-      return used, reset, ts + period - now
-    end
-    return used, reset, -1
-  else
-    local index = math.floor(now / period)
-    local elapsed = now - index * period
-    local h = redis.call('HMGET', k, 'w', 'c', 'p')
-    local w = tonumber(h[1])
-    local c, p = tonumber(h[2]) or 0, tonumber(h[3]) or 0
-    local prev, cur = 0, 0
-    if w == index then prev, cur = p, c elseif w == index - 1 then prev = c end
-    local weighted = prev * (period - elapsed) / period + cur
-    local used = math.ceil(weighted)
-    local reset = period - elapsed
-    if weighted + cost <= amount then return used, reset, -1 end
-    local room = amount - cur - cost
-    local retry
-    if room >= 0 then
-      retry = math.max(0, period - elapsed - room * period / prev)
-    else
-      retry = period - elapsed + math.max(0, period - (amount - cost) * period / cur)
-    end
-    return used, reset, math.ceil(retry)
-  end
-end
-
-if pending > 0 then
-  for i = 1, n do
-    local b = 3 + (i - 1) * 3
-    add(tonumber(ARGV[b + 1]), KEYS[i + 1], pending, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]))
-  end
-end
-
-local out = {0, 0}
-local retry = -1
+local amounts, periods = {}, {}
 for i = 1, n do
-  local b = 3 + (i - 1) * 3
-  local kind, amount, period = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  local used, reset, r = state(kind, KEYS[i + 1], amount, period)
-  out[3 + (i - 1) * 2] = amount - used
-  out[4 + (i - 1) * 2] = reset
-  if r > retry then retry = r end
+  amounts[i] = tonumber(ARGV[4 + 2 * i])
+  periods[i] = tonumber(ARGV[5 + 2 * i])
 end
 
-if retry >= 0 then
+if ban_ms > 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then return {2, ttl} end
+end
+
+local function limited(retry, remaining)
   if ban_ms > 0 then
     redis.call('SET', KEYS[1], '1', 'PX', ban_ms)
     if ban_ms > retry then retry = ban_ms end
   end
-  out[1] = 1
-  out[2] = retry
-  for i = 1, n do out[4 + (i - 1) * 2] = retry end
+  local out = {1, retry}
+  for i = 1, n do
+    out[1 + 2 * i] = remaining[i]
+    out[2 + 2 * i] = retry
+  end
   return out
 end
 
-for i = 1, n do
-  local b = 3 + (i - 1) * 3
-  local kind, amount, period = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
-  add(kind, KEYS[i + 1], cost, amount, period)
-  out[3 + (i - 1) * 2] = out[3 + (i - 1) * 2] - cost
-  if kind == 2 and out[3 + (i - 1) * 2] + cost == amount then
-    out[4 + (i - 1) * 2] = period  -- the window was empty: this hit is the oldest
+if kind == 1 then
+  -- fixed window: a counter that expires one period after its first hit
+  local values = {}
+  local failed = false
+  for i = 1, n do
+    local k = KEYS[i + 1]
+    if pending > 0 then
+      if redis.call('INCRBY', k, pending) == pending then redis.call('PEXPIRE', k, periods[i]) end
+    end
+    local v = redis.call('INCRBY', k, cost)
+    if v == cost then redis.call('PEXPIRE', k, periods[i]) end
+    values[i] = v
+    if v > amounts[i] then failed = true end
   end
+  if failed then
+    local retry, remaining = 0, {}
+    for i = 1, n do
+      local k = KEYS[i + 1]
+      redis.call('DECRBY', k, cost)
+      if values[i] > amounts[i] then
+        local ttl = redis.call('PTTL', k)
+        if ttl < 0 then ttl = periods[i] end
+        if ttl > retry then retry = ttl end
+      end
+      remaining[i] = amounts[i] - values[i] + cost
+    end
+    return limited(retry, remaining)
+  end
+  if not want then return {0, 0} end
+  local out = {0, 0}
+  for i = 1, n do
+    local ttl = redis.call('PTTL', KEYS[i + 1])
+    if ttl < 0 then ttl = periods[i] end
+    out[1 + 2 * i] = amounts[i] - values[i]
+    out[2 + 2 * i] = ttl
+  end
+  return out
 end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if kind == 2 then
+  -- moving window: a list of hit times in ms, newest first
+  local function push(k, x, amount, period)
+    local left = math.min(x, amount)
+    local size = 0
+    while left > 0 do
+      local chunk = {}
+      for j = 1, math.min(left, 1000) do chunk[j] = now end
+      size = redis.call('LPUSH', k, unpack(chunk))
+      left = left - #chunk
+    end
+    -- Older entries beyond `amount` never decide anything; trim them in bulk.
+    if size > 2 * amount then redis.call('LTRIM', k, 0, amount - 1) end
+    redis.call('PEXPIRE', k, period)
+  end
+  local function used(k, period)
+    local lo, hi = 0, redis.call('LLEN', k)
+    local horizon = now - period
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if tonumber(redis.call('LINDEX', k, mid)) > horizon then lo = mid + 1 else hi = mid end
+    end
+    return lo
+  end
+  if pending > 0 then
+    for i = 1, n do push(KEYS[i + 1], pending, amounts[i], periods[i]) end
+  end
+  local failed = false
+  for i = 1, n do
+    local e = redis.call('LINDEX', KEYS[i + 1], amounts[i] - cost)
+    if e and tonumber(e) > now - periods[i] then failed = true end
+  end
+  if failed then
+    local retry, remaining = 0, {}
+    for i = 1, n do
+      local k = KEYS[i + 1]
+      remaining[i] = amounts[i] - used(k, periods[i])
+      if remaining[i] < cost then
+        local r = tonumber(redis.call('LINDEX', k, amounts[i] - cost)) + periods[i] - now
+        if r > retry then retry = r end
+      end
+    end
+    return limited(retry, remaining)
+  end
+  for i = 1, n do push(KEYS[i + 1], cost, amounts[i], periods[i]) end
+  if not want then return {0, 0} end
+  local out = {0, 0}
+  for i = 1, n do
+    local k = KEYS[i + 1]
+    local u = used(k, periods[i])
+    out[1 + 2 * i] = amounts[i] - u
+    out[2 + 2 * i] = tonumber(redis.call('LINDEX', k, u - 1)) + periods[i] - now
+  end
+  return out
+end
+
+-- sliding window counter: {w = window index, c = its count, p = the previous count}
+local state = {}
+local failed = false
+for i = 1, n do
+  local k, amount, period = KEYS[i + 1], amounts[i], periods[i]
+  local index = math.floor(now / period)
+  local elapsed = now - index * period
+  local h = redis.call('HMGET', k, 'w', 'c', 'p')
+  local w = tonumber(h[1])
+  local prev, cur = 0, 0
+  if w == index then
+    prev, cur = tonumber(h[3]) or 0, tonumber(h[2]) or 0
+  elseif w == index - 1 then
+    prev = tonumber(h[2]) or 0
+  end
+  cur = cur + pending
+  local weighted = prev * (period - elapsed) / period + cur
+  if weighted + cost > amount then failed = true end
+  state[i] = {k, index, elapsed, prev, cur, weighted}
+end
+local function save(i, cur)
+  local s = state[i]
+  redis.call('HSET', s[1], 'w', s[2], 'c', cur, 'p', s[4])
+  redis.call('PEXPIRE', s[1], 2 * periods[i])
+end
+if failed then
+  local retry, remaining = 0, {}
+  for i = 1, n do
+    local s = state[i]
+    local amount, period = amounts[i], periods[i]
+    local elapsed, prev, cur, weighted = s[3], s[4], s[5], s[6]
+    if pending > 0 then save(i, cur) end
+    remaining[i] = amount - math.ceil(weighted)
+    if weighted + cost > amount then
+      local room = amount - cur - cost
+      local r
+      if room >= 0 then
+        r = math.max(0, period - elapsed - room * period / prev)
+      else
+        r = period - elapsed + math.max(0, period - (amount - cost) * period / cur)
+      end
+      r = math.ceil(r)
+      if r > retry then retry = r end
+    end
+  end
+  return limited(retry, remaining)
+end
+local out = {0, 0}
+for i = 1, n do
+  local s = state[i]
+  save(i, s[5] + cost)
+  out[1 + 2 * i] = amounts[i] - math.ceil(s[6]) - cost
+  out[2 + 2 * i] = periods[i] - s[3]
+end
+if not want then return {0, 0} end
 return out
 """
 
@@ -841,6 +897,223 @@ class _Health:
         self.last_log = -math.inf
 
 
+class _RespError(Exception):
+    """An error reply from Redis."""
+
+
+def _pack(*args: str | int | bytes) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        raw = arg if isinstance(arg, bytes) else str(arg).encode("utf-8", "surrogatepass")
+        parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+def _parse_resp(buf: bytearray, pos: int) -> tuple[Any, int] | None:
+    """One RESP2 value from buf[pos:]: (value, end) or None when incomplete.
+
+    Error replies become _RespError values (so that an array can carry them);
+    malformed input raises ValueError.
+    """
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return None
+    kind = buf[pos]
+    line = bytes(buf[pos + 1 : end])
+    pos = end + 2
+    if kind == 58:  # ':'
+        return int(line), pos
+    if kind == 42:  # '*'
+        count = int(line)
+        if count < 0:
+            return None, pos
+        items: list[Any] = []
+        for _ in range(count):
+            parsed = _parse_resp(buf, pos)
+            if parsed is None:
+                return None
+            value, pos = parsed
+            items.append(value)
+        return items, pos
+    if kind == 36:  # '$'
+        size = int(line)
+        if size < 0:
+            return None, pos
+        if len(buf) < pos + size + 2:
+            return None
+        return bytes(buf[pos : pos + size]), pos + size + 2
+    if kind == 43:  # '+'
+        return line, pos
+    if kind == 45:  # '-'
+        return _RespError(line.decode("utf-8", "replace")), pos
+    raise ValueError(f"unexpected reply type {chr(kind)!r}")
+
+
+class _RespProtocol(asyncio.Protocol):
+    """Replies come back in the order the commands went out: a FIFO of futures."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.waiters:
+            try:
+                parsed = _parse_resp(self.buffer, 0)
+            except (ValueError, IndexError) as exc:
+                self.abort(ConnectionError(f"malformed reply from Redis: {exc}"))
+                return
+            if parsed is None:
+                return
+            value, end = parsed
+            del self.buffer[:end]
+            waiter = self.waiters.popleft()
+            if not waiter.done():  # a cancelled request still has its reply consumed
+                waiter.set_result(value)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+
+    def _fail(self, exc: Exception) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    def abort(self, exc: Exception) -> None:
+        self.closed = True
+        self._fail(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[Any], proto: _RespProtocol) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("Redis did not answer in time"))
+        # The reply stream is out of step with the waiters now: start afresh.
+        proto.abort(ConnectionError("connection to Redis dropped after a timeout"))
+
+
+class _RespRunner:
+    """A lean asyncio client for the one thing we need: EVALSHA on one connection.
+
+    Commands from concurrent requests are written as they come and their replies
+    matched in order (pipelining without batching delays). redis-py's asyncio
+    client costs two to three times as much per call, which is most of a
+    request's budget; TLS (rediss://) still goes through redis-py.
+    """
+
+    def __init__(self, uri: str, timeout: float) -> None:
+        parts = urlsplit(uri)
+        query = dict(pair.partition("=")[::2] for pair in parts.query.split("&") if pair)
+        self._unix_path: str | None = None
+        if parts.scheme in ("unix", "redis+unix"):
+            self._unix_path = parts.path
+            db_text = query.get("db", "0")
+        else:
+            db_text = parts.path.lstrip("/") or query.get("db", "0")
+        try:
+            self._db = int(db_text)
+        except ValueError:
+            raise ValueError(f"rate_limit_storage: database {db_text!r} is not a number") from None
+        self._host = parts.hostname or "127.0.0.1"
+        try:
+            self._port = parts.port or 6379
+        except ValueError as exc:
+            raise ValueError(f"rate_limit_storage: {exc}") from None
+        self._username = unquote(parts.username) if parts.username else None
+        password = parts.password if parts.password is not None else query.get("password")
+        self._password = unquote(password) if password else None
+        self._timeout = timeout
+        self._proto: _RespProtocol | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
+        self.errors: tuple[type[BaseException], ...] = (
+            _RespError,
+            OSError,  # ConnectionError is one
+            TimeoutError,
+            asyncio.TimeoutError,
+        )
+
+    async def _open(self) -> _RespProtocol:
+        loop = asyncio.get_running_loop()
+        if self._unix_path is not None:
+            _, proto = await loop.create_unix_connection(_RespProtocol, self._unix_path)
+        else:
+            _, proto = await loop.create_connection(_RespProtocol, self._host, self._port)
+        try:
+            if self._password is not None:
+                auth: tuple[str, ...] = (self._password,)
+                if self._username is not None:
+                    auth = (self._username, self._password)
+                await self._reply(proto, _pack("AUTH", *auth))
+            if self._db:
+                await self._reply(proto, _pack("SELECT", self._db))
+        except BaseException:
+            proto.abort(ConnectionError("setting up the Redis connection failed"))
+            raise
+        return proto
+
+    async def _connection(self) -> _RespProtocol:
+        proto = self._proto
+        if proto is not None and not proto.closed:
+            return proto
+        if self._connecting is not None:
+            await asyncio.shield(self._connecting)
+            if self._proto is None or self._proto.closed:
+                raise ConnectionError("could not connect to Redis")
+            return self._proto
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._connecting = done
+        try:
+            self._proto = await asyncio.wait_for(self._open(), self._timeout)
+            return self._proto
+        finally:
+            self._connecting = None
+            done.set_result(None)
+
+    async def _reply(self, proto: _RespProtocol, payload: bytes) -> Any:
+        transport = proto.transport
+        if transport is None or proto.closed:
+            raise ConnectionError("connection to Redis is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        proto.waiters.append(waiter)
+        transport.write(payload)
+        timer = loop.call_later(self._timeout, _expire, waiter, proto)
+        try:
+            reply = await waiter
+        finally:
+            timer.cancel()
+        if isinstance(reply, _RespError):
+            raise reply
+        return reply
+
+    async def run(self, keys: list[str], args: tuple[int, ...]) -> list[Any]:
+        proto = await self._connection()
+        payload = _pack("EVALSHA", self._sha, len(keys), *keys, *args)
+        try:
+            reply: list[Any] = await self._reply(proto, payload)
+        except _RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self._reply(proto, _pack("SCRIPT", "LOAD", _LUA))
+            reply = await self._reply(proto, payload)
+        return reply
+
+    async def close(self) -> None:
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.close()
+        self._proto = None
+
+
 def _no_client_setinfo() -> dict[str, Any]:
     """Client options that skip CLIENT SETINFO (two round trips per new connection)."""
     try:
@@ -850,19 +1123,10 @@ def _no_client_setinfo() -> dict[str, Any]:
     return {"driver_info": None}
 
 
-class _RedisBackend:
-    def __init__(
-        self,
-        rules: Sequence[RateLimitRule],
-        uri: str,
-        *,
-        timeout: float,
-        max_keys: int,
-        key_prefix: str,
-        batch_fraction: float,
-        batch_max_age: float,
-        retry_interval: float,
-    ) -> None:
+class _RedisPyRunner:
+    """redis-py's asyncio client, for what _RespRunner does not speak (TLS)."""
+
+    def __init__(self, uri: str, timeout: float) -> None:
         try:
             import redis.asyncio as redis_asyncio
             from redis.asyncio.retry import Retry
@@ -870,10 +1134,10 @@ class _RedisBackend:
             from redis.exceptions import NoScriptError, RedisError
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ValueError(
-                "rate_limit_storage: redis:// needs the redis client: pip install 'wafmw[redis]'"
+                "rate_limit_storage: rediss:// needs the redis client: pip install 'wafmw[redis]'"
             ) from exc
         self._no_script: type[Exception] = NoScriptError
-        self._errors: tuple[type[BaseException], ...] = (
+        self.errors: tuple[type[BaseException], ...] = (
             RedisError,
             OSError,
             TimeoutError,
@@ -887,101 +1151,12 @@ class _RedisBackend:
             health_check_interval=0,
             **_no_client_setinfo(),
         )
+        self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
         self._busy = False
         self._queue: list[_Queued] = []
         self._drainer: asyncio.Task[None] | None = None
-        self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
-        self._prefix = key_prefix
-        self._max_keys = max_keys
-        self._batch_max_age = batch_max_age
-        self._health = _Health(_redact(uri), retry_interval)
-        self._local: OrderedDict[tuple[int, tuple[str, ...]], _LocalEntry] = OrderedDict()
-        self._suffixes: list[tuple[str, ...]] = []
-        self._args: list[tuple[int, ...]] = []
-        self._batch: list[int] = []
-        for rule in rules:
-            code = _STRATEGY_CODE[rule.strategy]
-            self._suffixes.append(
-                (":ban", *(f":{code}:{i.amount}:{i.get_expiry()}" for i in rule.limits))
-            )
-            args: list[int] = [rule.ban_seconds * 1000]
-            for item in rule.limits:
-                args += [code, item.amount, item.get_expiry() * 1000]
-            self._args.append(tuple(args))
-            k = math.floor(min(i.amount for i in rule.limits) * batch_fraction)
-            self._batch.append(k if k >= 2 else 0)
 
-    def __len__(self) -> int:
-        return len(self._local)
-
-    def _entry(self, slot: tuple[int, tuple[str, ...]]) -> _LocalEntry:
-        local = self._local
-        entry = local.get(slot)
-        if entry is None:
-            if len(local) >= self._max_keys:
-                local.popitem(last=False)
-            entry = local[slot] = _LocalEntry()
-        else:
-            local.move_to_end(slot)
-        return entry
-
-    async def check(
-        self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
-    ) -> RateLimitResult | None:
-        now = _monotonic()
-        slot = (index, key)
-        entry = self._entry(slot)
-        if entry.refused_until > now:
-            left = entry.refused_until - now
-            return _result(rule, True, left, banned=entry.refused_banned)
-        batch = self._batch[index]
-        cost = rule.cost
-        if (
-            batch
-            and not entry.inflight
-            and entry.pending + cost <= batch
-            and entry.pending + cost <= entry.remaining
-            and now - entry.synced_at < self._batch_max_age
-        ):
-            entry.pending += cost
-            if not want_stats:
-                return None
-            remaining = [entry.remaining - entry.pending] * len(rule.limits)
-            return _result(rule, False, 0.0, remaining, [t - now for t in entry.resets_at])
-        self._health.gate(now)
-        pending = entry.pending
-        entry.pending = 0
-        entry.inflight = True
-        base = _storage_key(self._prefix, rule, key)
-        keys = [base + suffix for suffix in self._suffixes[index]]
-        try:
-            reply = await self._eval(keys, (cost, pending, *self._args[index]))
-        except self._errors as exc:
-            raise self._health.failed(exc) from exc
-        finally:
-            entry.inflight = False
-        if self._health.failing:
-            self._health.recovered()
-        now = _monotonic()
-        status = int(reply[0])
-        entry.synced_at = now
-        if status != 0:
-            retry = int(reply[1]) / 1000
-            entry.remaining = 0
-            entry.refused_until = now + retry
-            entry.refused_banned = status == 2
-            if status == 2:
-                return _result(rule, True, retry, banned=True)
-        n = len(rule.limits)
-        remaining = [int(reply[2 + 2 * i]) for i in range(n)]
-        resets = [int(reply[3 + 2 * i]) / 1000 for i in range(n)]
-        entry.resets_at = tuple(now + t for t in resets)
-        if status != 0:
-            return _result(rule, True, int(reply[1]) / 1000, remaining, resets)
-        entry.remaining = min(remaining)
-        return _result(rule, False, 0.0, remaining, resets) if want_stats else None
-
-    async def _eval(self, keys: list[str], args: tuple[int, ...]) -> list[Any]:
+    async def run(self, keys: list[str], args: tuple[int, ...]) -> list[Any]:
         """Run the script; calls made while another is on the wire queue up and
         go out together as one pipeline, so one connection carries everything and a
         burst of requests costs one round trip per queue, not one connection each."""
@@ -1053,6 +1228,125 @@ class _RedisBackend:
             with contextlib.suppress(BaseException):
                 await self._drainer
         await self._client.aclose()
+
+
+class _RedisBackend:
+    def __init__(
+        self,
+        rules: Sequence[RateLimitRule],
+        uri: str,
+        *,
+        timeout: float,
+        max_keys: int,
+        key_prefix: str,
+        batch_fraction: float,
+        batch_max_age: float,
+        retry_interval: float,
+    ) -> None:
+        self._runner: _RespRunner | _RedisPyRunner
+        if urlsplit(uri).scheme == "rediss":
+            self._runner = _RedisPyRunner(uri, timeout)
+        else:
+            self._runner = _RespRunner(uri, timeout)
+        self._errors = self._runner.errors
+        self._prefix = key_prefix
+        self._max_keys = max_keys
+        self._batch_max_age = batch_max_age
+        self._health = _Health(_redact(uri), retry_interval)
+        self._local: OrderedDict[tuple[int, tuple[str, ...]], _LocalEntry] = OrderedDict()
+        self._suffixes: list[tuple[str, ...]] = []
+        self._args_want: list[tuple[int, ...]] = []
+        self._args_plain: list[tuple[int, ...]] = []
+        self._batch: list[int] = []
+        for rule in rules:
+            code = _STRATEGY_CODE[rule.strategy]
+            self._suffixes.append(
+                (":ban", *(f":{code}:{i.amount}:{i.get_expiry()}" for i in rule.limits))
+            )
+            k = math.floor(min(i.amount for i in rule.limits) * batch_fraction)
+            self._batch.append(k if k >= 2 else 0)
+            tail: list[int] = [code]
+            for item in rule.limits:
+                tail += [item.amount, item.get_expiry() * 1000]
+            # Batching needs the remaining count back from every round trip.
+            self._args_want.append((rule.ban_seconds * 1000, 1, *tail))
+            self._args_plain.append((rule.ban_seconds * 1000, 1 if k >= 2 else 0, *tail))
+
+    def __len__(self) -> int:
+        return len(self._local)
+
+    def _entry(self, slot: tuple[int, tuple[str, ...]]) -> _LocalEntry:
+        local = self._local
+        entry = local.get(slot)
+        if entry is None:
+            if len(local) >= self._max_keys:
+                local.popitem(last=False)
+            entry = local[slot] = _LocalEntry()
+        else:
+            local.move_to_end(slot)
+        return entry
+
+    async def check(
+        self, index: int, rule: RateLimitRule, key: tuple[str, ...], want_stats: bool
+    ) -> RateLimitResult | None:
+        now = _monotonic()
+        slot = (index, key)
+        entry = self._entry(slot)
+        if entry.refused_until > now:
+            left = entry.refused_until - now
+            return _result(rule, True, left, banned=entry.refused_banned)
+        batch = self._batch[index]
+        cost = rule.cost
+        if (
+            batch
+            and not entry.inflight
+            and entry.pending + cost <= batch
+            and entry.pending + cost <= entry.remaining
+            and now - entry.synced_at < self._batch_max_age
+        ):
+            entry.pending += cost
+            if not want_stats:
+                return None
+            remaining = [entry.remaining - entry.pending] * len(rule.limits)
+            return _result(rule, False, 0.0, remaining, [t - now for t in entry.resets_at])
+        self._health.gate(now)
+        pending = entry.pending
+        entry.pending = 0
+        entry.inflight = True
+        base = _storage_key(self._prefix, rule, key)
+        keys = [base + suffix for suffix in self._suffixes[index]]
+        try:
+            tail = self._args_want[index] if want_stats else self._args_plain[index]
+            reply = await self._runner.run(keys, (cost, pending, *tail))
+        except self._errors as exc:
+            raise self._health.failed(exc) from exc
+        finally:
+            entry.inflight = False
+        if self._health.failing:
+            self._health.recovered()
+        now = _monotonic()
+        status = int(reply[0])
+        entry.synced_at = now
+        if status != 0:
+            retry = int(reply[1]) / 1000
+            entry.remaining = 0
+            entry.refused_until = now + retry
+            entry.refused_banned = status == 2
+            if status == 2:
+                return _result(rule, True, retry, banned=True)
+        if len(reply) == 2:
+            return None  # allowed, and nothing more was asked for
+        n = len(rule.limits)
+        remaining = [int(reply[2 + 2 * i]) for i in range(n)]
+        resets = [int(reply[3 + 2 * i]) / 1000 for i in range(n)]
+        entry.resets_at = tuple(now + t for t in resets)
+        if status != 0:
+            return _result(rule, True, int(reply[1]) / 1000, remaining, resets)
+        entry.remaining = min(remaining)
+        return _result(rule, False, 0.0, remaining, resets) if want_stats else None
+
+    async def close(self) -> None:
+        await self._runner.close()
 
 
 # ------------------------------------------------------------ other limits storages

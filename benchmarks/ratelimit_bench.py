@@ -1,0 +1,273 @@
+"""Cost per request of one rate limit, in memory and in Redis.
+
+    python benchmarks/ratelimit_bench.py [--redis redis://127.0.0.1:6379] [--rounds 15]
+
+Every scenario is measured two ways, in the same run, interleaved round by round
+(so that machine noise hits all of them alike), and reported as medians:
+
+* ``check``: RateLimiter.check alone, µs per call;
+* ``app``:   a bare Starlette app driven in-process through ASGI, with and without
+  a minimal ASGI wrapper that calls RateLimiter.check first; the difference is the
+  cost a request pays, also shown as a ratio to the bare app.
+
+Scenarios (the limiter answers "allowed" unless the name says otherwise):
+
+* memory/<strategy>: 1,000,000/minute on one client, never limited;
+* redis/large:      1,000,000/minute on one client: local pre-counting, a round
+  trip every K = 10,000 → capped by batch_max_age (50 ms);
+* redis/exact:      100/minute keyed on a different client each request, so every
+  request needs its own round trip (the exact path, worst case);
+* redis/exact-x50:  the same with 50 requests in flight at once (one pipeline);
+* redis/flooded:    5/minute on one client, nearly every request refused (answered
+  locally until the key frees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from wafmw.ratelimit import RateLimiter, parse_rate_limit_rule
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class View:
+    """The smallest RequestLike over an ASGI scope (the core's RequestView does more)."""
+
+    __slots__ = ("client_ip", "host", "method", "path", "scope")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        client = scope.get("client")
+        self.client_ip: str | None = client[0] if client else None
+        self.host = self.header("host") or ""
+
+    def header(self, name: str) -> str | None:
+        raw = name.encode("latin-1")
+        for key, value in self.scope["headers"]:
+            if key == raw:
+                return str(value.decode("latin-1"))
+        return None
+
+    def cookie(self, name: str) -> str | None:
+        return None
+
+    def arg(self, name: str) -> str | None:
+        return None
+
+
+def with_limiter(app: ASGIApp, limiter: RateLimiter) -> ASGIApp:
+    async def wrapped(
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        result = await limiter.check(View(scope))
+        if result is not None and result.limited:
+            await send(
+                {"type": "http.response.start", "status": 429, "headers": list(result.headers)}
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+async def homepage(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def make_scope(ip: str) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/login",
+        "raw_path": b"/login",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"example.com"), (b"user-agent", b"bench")],
+        "client": (ip, 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def send(message: Message) -> None:
+    return None
+
+
+IPS = [f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}" for i in range(200_000)]
+
+
+class Scenario:
+    def __init__(
+        self,
+        name: str,
+        limit: str,
+        strategy: str,
+        storage: str,
+        *,
+        rotate_ips: bool = False,
+        concurrency: int = 1,
+    ) -> None:
+        self.name = name
+        self.rotate_ips = rotate_ips
+        self.concurrency = concurrency
+        self.prefix = f"wafmwbench-{uuid.uuid4().hex[:8]}"
+        rule = parse_rate_limit_rule(
+            {"id": 1, "msg": "bench", "limit": limit, "strategy": strategy, "key": ["client_ip"]}
+        )
+        self.limiter = RateLimiter(
+            [rule], storage, key_prefix=self.prefix, timeout=1.0, max_memory_keys=250_000
+        )
+        self.cursor = 0
+        self.check_us: list[float] = []
+        self.app_us: list[float] = []
+        self.added_us: list[float] = []
+        self.ratio: list[float] = []
+
+    def next_ip(self) -> str:
+        if not self.rotate_ips:
+            return "192.0.2.1"
+        self.cursor += 1
+        return IPS[self.cursor % len(IPS)]
+
+
+async def timed(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> float:
+    """µs per request for n requests, `concurrency` in flight at a time."""
+    gc.collect()
+    started = time.perf_counter()
+    if concurrency == 1:
+        for _ in range(n):
+            await one()
+    else:
+        for _ in range(n // concurrency):
+            await asyncio.gather(*(one() for _ in range(concurrency)))
+    # Everything in a block of `concurrency` shares the wall time: per request = total / n.
+    return (time.perf_counter() - started) / n * 1e6
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--redis", default=os.environ.get("WAFMW_REDIS_URL", "redis://127.0.0.1:6379")
+    )
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--n", type=int, default=2000, help="requests per block")
+    args = parser.parse_args()
+
+    app = Starlette(routes=[Route("/login", homepage, methods=["POST"])])
+    scenarios = [
+        Scenario(f"memory/{s}", "1000000/minute", s, "memory://")
+        for s in ("moving-window", "fixed-window", "sliding-window-counter")
+    ]
+    redis_ok = True
+    try:
+        import redis
+
+        redis.Redis.from_url(args.redis, socket_connect_timeout=1).ping()
+    except Exception as exc:  # the benchmark runs memory-only without Redis
+        print(f"Redis at {args.redis} unreachable ({exc}); memory only", file=sys.stderr)
+        redis_ok = False
+    if redis_ok:
+        scenarios += [
+            Scenario("redis/large", "1000000/minute", "sliding-window-counter", args.redis),
+            Scenario("redis/exact", "100/minute", "moving-window", args.redis, rotate_ips=True),
+            Scenario(
+                "redis/exact-x50",
+                "100/minute",
+                "moving-window",
+                args.redis,
+                rotate_ips=True,
+                concurrency=50,
+            ),
+            Scenario("redis/flooded", "5/minute", "moving-window", args.redis),
+        ]
+    wrapped = {s.name: with_limiter(app, s.limiter) for s in scenarios}
+    fixed_scope = make_scope("192.0.2.1")
+    fixed_view = View(fixed_scope)
+    rotating_views = [View(make_scope(ip)) for ip in IPS]
+    bare_us: list[float] = []
+
+    async def bare_one() -> None:
+        await app(dict(fixed_scope), receive, send)
+
+    for round_no in range(args.rounds + 1):  # round 0 warms up and is dropped
+        for s in scenarios:
+            n = args.n // 4 if s.name.startswith("redis/exact") else args.n
+            n -= n % s.concurrency
+
+            async def check_one(s: Scenario = s) -> None:
+                if s.rotate_ips:
+                    s.cursor += 1
+                    await s.limiter.check(rotating_views[s.cursor % len(IPS)])
+                else:
+                    await s.limiter.check(fixed_view)
+
+            async def app_one(s: Scenario = s) -> None:
+                await wrapped[s.name](make_scope(s.next_ip()), receive, send)
+
+            # bare, limited, bare: the scenario is compared with the bare app around it.
+            before = await timed(n, s.concurrency, bare_one)
+            a = await timed(n, s.concurrency, app_one)
+            after = await timed(n, s.concurrency, bare_one)
+            c = await timed(n, s.concurrency, check_one)
+            if round_no:
+                bare = (before + after) / 2
+                bare_us.append(bare)
+                s.check_us.append(c)
+                s.app_us.append(a)
+                s.added_us.append(a - bare)
+                s.ratio.append(a / bare)
+
+    print(f"python {sys.version.split()[0]}, {args.rounds} rounds, medians, µs per request")
+    print(f"bare Starlette app (in-process ASGI call): {statistics.median(bare_us):.2f} µs")
+    print(f"{'scenario':30} {'check':>8} {'app':>8} {'added':>8} {'ratio':>7}")
+    for s in scenarios:
+        print(
+            f"{s.name:30} {statistics.median(s.check_us):8.2f} {statistics.median(s.app_us):8.2f}"
+            f" {statistics.median(s.added_us):8.2f} {statistics.median(s.ratio):7.3f}"
+        )
+    for s in scenarios:
+        await s.limiter.close()
+    if redis_ok:
+        client = redis.Redis.from_url(args.redis)
+        for s in scenarios:
+            for key in client.scan_iter(match=f"*{s.prefix}*", count=1000):
+                client.delete(key)
+        client.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
