@@ -1,0 +1,257 @@
+"""Per-client behaviour counters in shared storage (any ``limits`` storage URI).
+
+Counters live in fixed buckets of ``window_s`` seconds (the bucket number is part of the key,
+so every worker and host counts into the same one); a reading weights the previous bucket by
+how much of it still lies inside the sliding window, like limits' sliding-window-counter.
+Per client and bucket:
+
+- ``r``  requests answered,
+- ``e``  4xx answers,
+- ``t``  requests to trap paths,
+- ``d``  distinct paths, counted through one marker key per (path hash mod 4096): the first
+  increment of a marker adds one to ``d``. Bounded: at most 4096 markers per client and bucket.
+
+Every storage call is bounded by ``timeout_ms``; a failure opens a circuit for
+``retry_interval_s`` (calls return at once) and is logged at most once per 30 seconds.
+Reading while storage is down gives None: UNKNOWN, not zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from .config import BehaviourConfig
+from .model import Signal
+
+if TYPE_CHECKING:
+    from limits.aio.storage import Storage
+
+__all__ = ["BehaviourTracker"]
+
+logger = logging.getLogger("wafmw")
+
+_LOG_INTERVAL: Final = 30.0
+_PATH_BUCKETS: Final = 4096
+
+# Clocks as module attributes so tests can move time.
+_wall = time.time
+_monotonic = time.monotonic
+
+
+def _redact(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def _open_storage(uri: str, timeout: float) -> Storage:
+    from limits.storage import storage_from_string
+
+    async_uri = uri if uri.startswith("async+") else f"async+{uri}"
+    options: dict[str, Any] = {"wrap_exceptions": True}
+    if urlsplit(async_uri).scheme.startswith("async+redis"):
+        options["implementation"] = "redispy"  # coredis is not a dependency
+        options["socket_timeout"] = timeout
+        options["socket_connect_timeout"] = timeout
+    try:
+        storage = storage_from_string(async_uri, **options)
+    except Exception as exc:
+        raise ValueError(f"storage: {_redact(uri)}: {exc}") from exc
+    return storage  # type: ignore[return-value]
+
+
+class BehaviourTracker:
+    """Records answers per client and turns them into behaviour signals."""
+
+    def __init__(
+        self,
+        config: BehaviourConfig,
+        storage_uri: str,
+        weights: dict[int, int],
+        disabled: frozenset[int],
+        *,
+        key_prefix: str = "wafmw:bot",
+    ) -> None:
+        self.config = config
+        self._timeout = config.timeout_ms / 1000.0
+        self._storage = _open_storage(storage_uri, self._timeout)
+        self._where = _redact(storage_uri)
+        self._prefix = key_prefix
+        self._weights = weights
+        self._disabled = disabled
+        self._down_until = 0.0
+        self._failing = False
+        self._last_log = -math.inf
+        self._suppressed = 0
+
+    # -- health ---------------------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return _monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        now = _monotonic()
+        self._down_until = now + self.config.retry_interval_s
+        self._failing = True
+        if now - self._last_log >= _LOG_INTERVAL:
+            logger.warning(
+                "bot behaviour storage %s unavailable: %s: %s (%d similar failures since the "
+                "last message; behaviour signals are UNKNOWN until it answers)",
+                self._where,
+                type(exc).__name__,
+                exc,
+                self._suppressed,
+            )
+            self._last_log = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            self._last_log = -math.inf
+            logger.warning("bot behaviour storage %s is available again", self._where)
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def _bucket(self) -> tuple[int, float]:
+        """The current bucket number and how far into it we are (0..1)."""
+        now = _wall()
+        window = self.config.window_s
+        return int(now // window), (now % window) / window
+
+    def _key(self, kind: str, client: str, bucket: int) -> str:
+        return f"{self._prefix}:{kind}:{client}:{bucket}"
+
+    # -- writing --------------------------------------------------------------------------------
+
+    async def observe(self, client: str, path: str, status: int, trap: bool) -> None:
+        if _monotonic() < self._down_until:
+            return
+        try:
+            await asyncio.wait_for(self._observe(client, path, status, trap), self._timeout)
+        except (Exception, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+            return
+        self._recovered()
+
+    async def _observe(self, client: str, path: str, status: int, trap: bool) -> None:
+        storage = self._storage
+        bucket, _ = self._bucket()
+        expiry = 2 * self.config.window_s + 1
+        slot = (
+            int.from_bytes(
+                hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=4).digest(),
+                "big",
+            )
+            % _PATH_BUCKETS
+        )
+        calls = [
+            storage.incr(self._key("r", client, bucket), expiry),
+            storage.incr(self._key(f"p{slot}", client, bucket), expiry),
+        ]
+        if 400 <= status < 500:
+            calls.append(storage.incr(self._key("e", client, bucket), expiry))
+        if trap:
+            calls.append(storage.incr(self._key("t", client, bucket), expiry))
+        results = await asyncio.gather(*calls)
+        if results[1] == 1:
+            await storage.incr(self._key("d", client, bucket), expiry)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def signals(self, client: str) -> tuple[Signal, ...] | None:
+        """Behaviour signals of a client; None when storage cannot answer (UNKNOWN)."""
+        if _monotonic() < self._down_until:
+            return None
+        try:
+            counts = await asyncio.wait_for(self._read(client), self._timeout)
+        except (Exception, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+            return None
+        self._recovered()
+        return self._judge(counts)
+
+    async def _read(self, client: str) -> dict[str, float]:
+        bucket, elapsed = self._bucket()
+        kinds = ("r", "e", "t", "d")
+        gets = [
+            self._storage.get(self._key(k, client, b)) for k in kinds for b in (bucket, bucket - 1)
+        ]
+        values = await asyncio.gather(*gets)
+        carry = 1.0 - elapsed  # share of the previous bucket still inside the window
+        out: dict[str, float] = {}
+        for index, kind in enumerate(kinds):
+            current, previous = values[2 * index], values[2 * index + 1]
+            out[kind] = current + previous * carry
+            out[kind + "_any"] = current + previous
+        return out
+
+    def _signal(self, sid: int, name: str, detail: str) -> Signal | None:
+        if sid in self._disabled:
+            return None
+        return Signal(sid, name, self._weights[sid], detail)
+
+    def _judge(self, counts: dict[str, float]) -> tuple[Signal, ...]:
+        cfg = self.config
+        out: list[Signal | None] = []
+        requests = counts["r"]
+        window = f"in the last {cfg.window_s}s"
+        if requests > cfg.max_requests:
+            out.append(
+                self._signal(
+                    913140,
+                    "behaviour-request-rate",
+                    f"{requests:.0f} requests {window} (> {cfg.max_requests})",
+                )
+            )
+        if requests >= cfg.min_requests:
+            share = min(1.0, counts["e"] / requests)
+            if share >= cfg.max_4xx_share:
+                out.append(
+                    self._signal(
+                        913141,
+                        "behaviour-4xx-share",
+                        f"{share:.0%} of {requests:.0f} answers {window} were 4xx "
+                        f"(>= {cfg.max_4xx_share:.0%})",
+                    )
+                )
+        if counts["d"] > cfg.max_distinct_paths:
+            out.append(
+                self._signal(
+                    913142,
+                    "behaviour-distinct-paths",
+                    f"about {counts['d']:.0f} distinct paths {window} (> {cfg.max_distinct_paths})",
+                )
+            )
+        if counts["t_any"] >= 1:
+            out.append(
+                self._signal(
+                    913143,
+                    "behaviour-trap-paths",
+                    f"{counts['t_any']:.0f} trap-path requests {window}",
+                )
+            )
+        return tuple(s for s in out if s is not None)
+
+    async def clear(self, client: str) -> None:
+        """Forget a client's current counters (tests, an operator's unblock)."""
+        bucket, _ = self._bucket()
+        for b in (bucket, bucket - 1):
+            for kind in ("r", "e", "t", "d"):
+                await self._storage.clear(self._key(kind, client, b))
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,369 @@
+"""BotDetector: request signals (sync, no I/O), behaviour signals (shared storage), the score.
+
+Score: ``clamp(prior - sum(weight of every signal), 1, 99)`` with ``prior`` 50. Positive
+weights pull toward "automated" (1), negative ones toward "human" (99). When a signal cannot be
+computed the score is None (UNKNOWN) and ``upper_bound`` keeps what the computed signals gave.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from .behaviour import BehaviourTracker
+from .config import BotConfig, Crawler
+from .model import SCORE_MAX, SCORE_MIN, BotVerdict, RequestLike, Signal
+from .networks import client_key, parse_ip
+from .useragent import BrowserInfo, parse_browser
+
+__all__ = ["BotDetector", "score_of"]
+
+_UA_SCAN_CHARS: Final = 1024  # longer User-Agents are classified on their first 1024 chars
+_CACHE_SIZE: Final = 4096  # entries per cache (user agents, signals, verdicts); cleared when full
+_HEADER_SIGNALS: Final = frozenset(range(913110, 913118))
+_BRAND: Final = re.compile(r'"([^"]{0,64})"\s*;\s*v\s*=\s*"([^"]{0,32})"')
+_LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
+
+# What a User-Agent is, in the order it is decided.
+_SCANNER, _AUTOMATION, _LIBRARY, _CRAWLER, _DECLARED, _BROWSER, _UNKNOWN = range(7)
+
+Emit = Callable[[int, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _UAClass:
+    kind: int
+    token: str
+    crawler: Crawler | None
+    browser: BrowserInfo | None
+
+
+def score_of(prior: int, signals: tuple[Signal, ...]) -> int:
+    value = prior - sum(s.weight for s in signals)
+    return max(SCORE_MIN, min(SCORE_MAX, value))
+
+
+class BotDetector:
+    """One per ruleset, shared by all requests; per-request state stays in locals."""
+
+    def __init__(self, config: BotConfig, storage_uri: str = "memory://") -> None:
+        self.config = config
+        self._weights = dict(config.weights)
+        self._disabled = config.disabled
+        self._ua_cache: dict[str, _UAClass] = {}
+        self._signal_cache: dict[tuple[int, str], Signal] = {}
+        self._brand_cache: dict[str, dict[str, str]] = {}
+        self._verdict_cache: dict[
+            tuple[tuple[tuple[int, str], ...], str | None, bool, bool], BotVerdict
+        ] = {}
+        self._behaviour: BehaviourTracker | None = None
+        if config.enabled and config.behaviour.enabled:
+            self._behaviour = BehaviourTracker(
+                config.behaviour, storage_uri, self._weights, config.disabled
+            )
+
+    # -- user agent -----------------------------------------------------------------------------
+
+    def _classify(self, user_agent: str) -> _UAClass:
+        cached = self._ua_cache.get(user_agent)
+        if cached is not None:
+            return cached
+        ua = user_agent[:_UA_SCAN_CHARS]
+        cfg = self.config
+        result: _UAClass | None = None
+        for kind, lst in (
+            (_SCANNER, cfg.scanners),
+            (_AUTOMATION, cfg.automation),
+            (_LIBRARY, cfg.http_libraries),
+        ):
+            token = lst.search(ua)
+            if token is not None:
+                result = _UAClass(kind, token, None, None)
+                break
+        if result is None:
+            for crawler in cfg.crawlers:
+                token = crawler.user_agents.search(ua)
+                if token is not None:
+                    result = _UAClass(_CRAWLER, token, crawler, None)
+                    break
+        if result is None:
+            token = cfg.declared_bots.search(ua)
+            if token is not None:
+                result = _UAClass(_DECLARED, token, None, None)
+        if result is None:
+            browser = parse_browser(ua)
+            result = _UAClass(_BROWSER if browser else _UNKNOWN, "", None, browser)
+        if len(self._ua_cache) >= _CACHE_SIZE:
+            self._ua_cache.clear()  # cheap and bounded; a busy site refills it in moments
+        self._ua_cache[user_agent] = result
+        return result
+
+    # -- request signals ------------------------------------------------------------------------
+
+    def assess(self, view: RequestLike) -> BotVerdict:
+        """Signals from the request alone (User-Agent, headers, protocol, network, path)."""
+        cfg = self.config
+        if not cfg.enabled:
+            return BotVerdict(None, (), None, False, None)
+        signals: list[Signal] = []
+        keys: list[tuple[int, str]] = []
+        weights = self._weights
+        disabled = self._disabled
+        cache = self._signal_cache
+
+        def add(sid: int, name: str, detail: str) -> None:
+            if sid in disabled:
+                return
+            key = (sid, detail)
+            signal = cache.get(key)
+            if signal is None:
+                # Building a frozen dataclass costs ~2 µs; the same signals recur constantly.
+                if len(cache) >= _CACHE_SIZE:
+                    cache.clear()
+                signal = cache[key] = Signal(sid, name, weights[sid], detail)
+            signals.append(signal)
+            keys.append(key)
+
+        verified: str | None = None
+        impostor = False
+        unknown = False
+        user_agent = view.header("user-agent")
+        if user_agent is None or not user_agent.strip():
+            add(
+                913103,
+                "missing-user-agent",
+                "no User-Agent header" if user_agent is None else "empty User-Agent",
+            )
+        else:
+            cls = self._classify(user_agent)
+            kind = cls.kind
+            if kind == _SCANNER:
+                add(913100, "scanner-user-agent", f"user-agent contains {cls.token!r}")
+            elif kind == _AUTOMATION:
+                add(913102, "automation-user-agent", f"user-agent contains {cls.token!r}")
+            elif kind == _LIBRARY:
+                add(913101, "http-library-user-agent", f"user-agent contains {cls.token!r}")
+            elif kind == _CRAWLER:
+                assert cls.crawler is not None  # set together with kind
+                crawler = cls.crawler
+                address = parse_ip(view.client_ip) if view.client_ip else None
+                if address is None:
+                    unknown = True  # cannot tell a real crawler from an impostor
+                elif address in crawler.networks:
+                    verified = crawler.name
+                    add(
+                        913120,
+                        "verified-crawler",
+                        f"{crawler.name} user-agent from {address}, a published "
+                        f"{crawler.name} network",
+                    )
+                else:
+                    impostor = True
+                    add(
+                        913121,
+                        "crawler-impostor",
+                        f"user-agent contains {cls.token!r} but {address} is not in "
+                        f"{crawler.name}'s published networks",
+                    )
+            elif kind == _DECLARED:
+                add(913105, "declared-bot-user-agent", f"user-agent contains {cls.token!r}")
+            elif kind == _BROWSER:
+                assert cls.browser is not None
+                self._browser_signals(view, cls.browser, add, len(signals), signals)
+            else:
+                add(
+                    913104,
+                    "unrecognised-user-agent",
+                    "user-agent is neither a known browser nor a known client",
+                )
+        trap_re = cfg.trap_re
+        if trap_re is not None and trap_re.match(view.path) is not None:
+            add(913130, "trap-path-request", f"request to trap path {view.path[:100]!r}")
+        verdict_key = (tuple(keys), verified, impostor, unknown)
+        verdict = self._verdict_cache.get(verdict_key)
+        if verdict is not None:
+            return verdict
+        found = tuple(signals)
+        bound = score_of(cfg.prior, found)
+        if unknown:
+            verdict = BotVerdict(None, found, None, False, None)
+        else:
+            verdict = BotVerdict(bound, found, verified, impostor, bound)
+        if len(self._verdict_cache) >= _CACHE_SIZE:
+            self._verdict_cache.clear()
+        self._verdict_cache[verdict_key] = verdict
+        return verdict
+
+    def _secure(self, view: RequestLike) -> bool:
+        mode = self.config.secure_context
+        if mode != "auto":
+            return mode == "always"
+        if view.scope.get("scheme") in ("https", "wss"):
+            return True
+        proto = view.header("x-forwarded-proto")
+        if proto is not None and proto.split(",", 1)[0].strip().lower() == "https":
+            return True
+        host = (view.header("host") or "").lower()
+        host = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
+        return host in _LOCAL_HOSTS or host.endswith(".localhost")
+
+    def _browser_signals(
+        self,
+        view: RequestLike,
+        browser: BrowserInfo,
+        emit: Emit,
+        start: int,
+        signals: list[Signal],
+    ) -> None:
+        names = {name for name, _ in view.headers}
+        preflight = view.method == "OPTIONS" and "access-control-request-method" in names
+        family = browser.family
+        if "accept" not in names:
+            emit(913110, "browser-missing-accept", f"{family} user-agent without Accept")
+        if not preflight:
+            if "accept-language" not in names:
+                emit(
+                    913111,
+                    "browser-missing-accept-language",
+                    f"{family} user-agent without Accept-Language",
+                )
+            if "accept-encoding" not in names:
+                emit(
+                    913112,
+                    "browser-missing-accept-encoding",
+                    f"{family} user-agent without Accept-Encoding",
+                )
+        has_hints = "sec-ch-ua" in names
+        secure: bool | None = None
+        if family == "chromium":
+            if has_hints:
+                self._check_brands(view.header("sec-ch-ua") or "", browser, emit)
+            elif browser.major >= 89 and not browser.webview and not preflight:
+                secure = self._secure(view)
+                if secure:
+                    emit(
+                        913113,
+                        "chromium-missing-client-hints",
+                        f"Chromium {browser.major} user-agent without sec-ch-ua "
+                        "in a secure context",
+                    )
+        elif has_hints:
+            emit(
+                913115,
+                "impossible-client-hints",
+                f"{family} user-agent sends sec-ch-ua, which {family} never sends",
+            )
+        wants_fetch_metadata = (
+            (family == "chromium" and browser.major >= 80 and not browser.webview)
+            or (family == "firefox" and browser.major >= 90)
+            or (family == "safari" and (browser.major, browser.minor) >= (16, 4))
+        )
+        if wants_fetch_metadata and not ("sec-fetch-site" in names and "sec-fetch-mode" in names):
+            if secure is None:
+                secure = self._secure(view)
+            if secure:
+                emit(
+                    913114,
+                    "browser-missing-fetch-metadata",
+                    f"{family} {browser.major} user-agent without Sec-Fetch-Site/Mode "
+                    "in a secure context",
+                )
+        if view.http_version == "1.0":
+            emit(913117, "http10-browser", f"HTTP/1.0 with a {family} {browser.major} user-agent")
+        if not any(s.id in _HEADER_SIGNALS for s in signals[start:]):
+            emit(
+                913119, "consistent-browser", f"{family} user-agent with the headers {family} sends"
+            )
+
+    def _check_brands(self, value: str, browser: BrowserInfo, emit: Emit) -> None:
+        brands = self._brand_cache.get(value)
+        if brands is None:
+            brands = dict(_BRAND.findall(value[:512]))
+            if len(self._brand_cache) >= _CACHE_SIZE:
+                self._brand_cache.clear()
+            self._brand_cache[value] = brands
+        for brand in brands:
+            if "headless" in brand.lower():
+                emit(913102, "automation-user-agent", f"sec-ch-ua names {brand!r}")
+                return
+        version = brands.get("Chromium") or brands.get("Google Chrome")
+        if version is not None and version.split(".", 1)[0] != str(browser.major):
+            emit(
+                913116,
+                "client-hints-mismatch",
+                f"sec-ch-ua says version {version}, the user-agent {browser.major}",
+            )
+
+    # -- behaviour ------------------------------------------------------------------------------
+
+    def _behaviour_client(self, view: RequestLike, verdict: BotVerdict | None) -> str | None:
+        if verdict is None:
+            attached = view.scope.get("wafmw.bot")
+            verdict = attached if isinstance(attached, BotVerdict) else self.assess(view)
+        if verdict.verified_crawler is not None:
+            return None  # a crawler's many paths and 404s are its job, not a signal
+        return client_key(view.client_ip)
+
+    async def observe(self, view: RequestLike, status: int) -> None:
+        """Record the answer for this client (after the response). Never raises for storage
+        trouble: it is logged at most once per interval and counted as unavailable."""
+        tracker = self._behaviour
+        if tracker is None or not tracker.available:
+            return
+        client = self._behaviour_client(view, None)
+        if client is None:
+            return
+        trap_re = self.config.trap_re
+        trap = trap_re is not None and trap_re.match(view.path) is not None
+        await tracker.observe(client, view.path, status, trap)
+
+    async def assess_behaviour(
+        self, view: RequestLike, verdict: BotVerdict | None = None
+    ) -> tuple[Signal, ...] | None:
+        """Behaviour signals from the shared storage; None when it is unavailable (UNKNOWN).
+        A request without a client address, or from a verified crawler, has none: ().
+        ``verdict``, when given, is this request's `assess` result (saves recomputing it)."""
+        tracker = self._behaviour
+        if tracker is None:
+            return ()
+        client = self._behaviour_client(view, verdict)
+        if client is None:
+            return ()
+        return await tracker.signals(client)
+
+    def combine(self, verdict: BotVerdict, behaviour: tuple[Signal, ...] | None) -> BotVerdict:
+        """The verdict with behaviour signals folded in; None behaviour makes the score UNKNOWN
+        (``upper_bound`` keeps the request-only score: behaviour can only lower it)."""
+        if behaviour is None:
+            return BotVerdict(
+                None,
+                verdict.signals,
+                verdict.verified_crawler,
+                verdict.impostor,
+                verdict.upper_bound,
+            )
+        if not behaviour:
+            return verdict
+        signals = verdict.signals + behaviour
+        bound = score_of(self.config.prior, signals)
+        score = None if verdict.score is None else bound
+        upper = None if verdict.upper_bound is None else bound
+        return BotVerdict(score, signals, verdict.verified_crawler, verdict.impostor, upper)
+
+    async def evaluate(self, view: RequestLike) -> BotVerdict:
+        """assess + assess_behaviour + combine: the full verdict for one request."""
+        verdict = self.assess(view)
+        if self._behaviour is None:
+            return verdict
+        return self.combine(verdict, await self.assess_behaviour(view, verdict))
+
+    @property
+    def behaviour_available(self) -> bool | None:
+        """None without behaviour tracking, else whether the storage is believed up."""
+        return None if self._behaviour is None else self._behaviour.available
+
+    async def close(self) -> None:
+        if self._behaviour is not None:
+            await self._behaviour.close()
