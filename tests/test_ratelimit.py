@@ -404,3 +404,38 @@ def test_bad_arguments() -> None:
         RateLimiter([rule()], timeout=0)
     with pytest.raises(ValueError, match="max_memory_keys"):
         RateLimiter([rule()], max_memory_keys=0)
+
+
+# ----------------------------------------------------------------- the RESP parser
+
+
+def test_resp_parser() -> None:
+    parse = ratelimit._parse_resp
+    assert parse(bytearray(b":42\r\n"), 0) == (42, 5)
+    assert parse(bytearray(b"*3\r\n:0\r\n:-1\r\n:7\r\n"), 0) == ([0, -1, 7], 17)
+    assert parse(bytearray(b"+OK\r\n"), 0) == (b"OK", 5)
+    assert parse(bytearray(b"$3\r\nabc\r\n"), 0) == (b"abc", 9)
+    assert parse(bytearray(b"$-1\r\n"), 0) == (None, 5)
+    assert parse(bytearray(b"*-1\r\n"), 0) == (None, 5)
+    error, _ = parse(bytearray(b"-NOSCRIPT No matching script\r\n"), 0) or (None, 0)
+    assert isinstance(error, ratelimit._RespError) and str(error).startswith("NOSCRIPT")
+    # Incomplete input waits for more bytes.
+    for partial in (b"", b":4", b"*2\r\n:1\r\n", b"$3\r\nab", b"*2\r\n:1\r\n:"):
+        assert parse(bytearray(partial), 0) is None
+    with pytest.raises(ValueError):
+        parse(bytearray(b"?what\r\n"), 0)
+
+
+def test_resp_pack() -> None:
+    assert ratelimit._pack("EVALSHA", "ab", 1, b"k") == (
+        b"*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$1\r\nk\r\n"
+    )
+    assert ratelimit._pack("é") == b"*1\r\n$2\r\n\xc3\xa9\r\n"
+
+
+def test_glob_is_literal_except_star_and_question_mark() -> None:
+    r = rule(match={"path": ["/a[1]/*", "/v?/x"]})
+    assert r.matches(Req(path="/a[1]/b/c"))
+    assert not r.matches(Req(path="/a1/b"))
+    assert r.matches(Req(path="/v2/x"))
+    assert not r.matches(Req(path="/v22/x"))

@@ -196,8 +196,8 @@ async def test_several_limits_and_cost(prefix: str) -> None:
 async def test_two_limiters_on_one_redis_allow_exactly_the_limit(prefix: str) -> None:
     r = rule(limit="5/minute")
     async with (
-        limiter_of([r], REDIS_URL, key_prefix=prefix) as one,
-        limiter_of([r], REDIS_URL, key_prefix=prefix) as two,
+        limiter_of([r], REDIS_URL, key_prefix=prefix, timeout=1.0) as one,
+        limiter_of([r], REDIS_URL, key_prefix=prefix, timeout=1.0) as two,
     ):
         results = await asyncio.gather(*((one if i % 2 else two).check(Req()) for i in range(20)))
     assert allowed(list(results)) == 5
@@ -206,7 +206,8 @@ async def test_two_limiters_on_one_redis_allow_exactly_the_limit(prefix: str) ->
 @pytest.mark.parametrize("strategy", ["fixed-window", "moving-window", "sliding-window-counter"])
 async def test_concurrent_flood_across_limiters_is_exact(strategy: str, prefix: str) -> None:
     r = rule(limit="50/minute", strategy=strategy)
-    limiters = [RateLimiter([r], REDIS_URL, key_prefix=prefix) for _ in range(3)]
+    # A generous timeout: this test is about exactness, not about a loaded test machine.
+    limiters = [RateLimiter([r], REDIS_URL, key_prefix=prefix, timeout=1.0) for _ in range(3)]
     try:
         results = await asyncio.gather(*(limiters[i % 3].check(Req()) for i in range(300)))
     finally:
@@ -447,3 +448,64 @@ async def test_limits_storage_path_unreachable() -> None:
         with pytest.raises(StorageUnavailable):
             await limiter.check(Req())
         assert time.perf_counter() - started < 0.5
+
+
+# ---------------------------------------------------------------- the Redis clients
+
+
+async def test_database_number_in_the_uri(prefix: str) -> None:
+    url = REDIS_URL.rstrip("/") + "/5"
+    async with limiter_of([rule(limit="1/minute")], url, key_prefix=prefix) as limiter:
+        assert allowed(await run(limiter, 2)) == 1
+    client = redis.Redis.from_url(REDIS_URL, db=5)
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*"))
+        assert keys
+        client.delete(*keys)
+    finally:
+        client.close()
+
+
+async def test_failed_auth_is_storage_unavailable() -> None:
+    # The test Redis has no password: AUTH is refused, which must not pass silently.
+    url = REDIS_URL.replace("redis://", "redis://:wrong@", 1)
+    async with limiter_of([rule()], url) as limiter:
+        with pytest.raises(StorageUnavailable):
+            await limiter.check(Req())
+
+
+async def test_redis_py_runner_coalesces_concurrent_calls(prefix: str) -> None:
+    """The redis-py path (used for rediss://) queues calls behind the one on the wire."""
+    from wafmw import ratelimit
+
+    r = rule(limit="5/minute")
+    async with (
+        limiter_of([r], REDIS_URL, key_prefix=prefix, timeout=1.0) as one,
+        limiter_of([r], REDIS_URL, key_prefix=prefix, timeout=1.0) as two,
+    ):
+        for limiter in (one, two):
+            backend = limiter._backend
+            assert isinstance(backend, ratelimit._RedisBackend)
+            await backend._runner.close()
+            backend._runner = ratelimit._RedisPyRunner(REDIS_URL, 1.0)
+            backend._errors = backend._runner.errors
+        results = await asyncio.gather(*((one if i % 2 else two).check(Req()) for i in range(40)))
+    assert allowed(list(results)) == 5
+
+
+async def test_cancelled_requests_do_not_desynchronise_replies(prefix: str) -> None:
+    r = rule(limit="1000/minute")
+    async with limiter_of([r], REDIS_URL, key_prefix=prefix, batch_fraction=0) as limiter:
+        tasks = [
+            asyncio.create_task(limiter.check(Req(client_ip=f"10.9.0.{i}"))) for i in range(50)
+        ]
+        await asyncio.sleep(0)
+        for task in tasks[::2]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Every later call still gets its own reply: a fresh key is allowed, a full one is not.
+        one = rule(id=2, limit="1/minute")
+        assert await limiter.check(Req(client_ip="10.9.1.1")) is None
+    async with limiter_of([one], REDIS_URL, key_prefix=prefix) as limiter:
+        results = await run(limiter, 3)
+        assert [r is None for r in results] == [True, False, False]

@@ -71,6 +71,7 @@ _MAX_LIMITS_PER_RULE = 8
 _MAX_BAN_SECONDS = 30 * 86400
 _MAX_COST = 1_000_000
 _MAX_KEY_CHARS = 200  # longer storage keys are hashed
+_MIN_CONNECT_TIMEOUT = 0.25  # seconds
 _LOG_INTERVAL = 30.0  # seconds between two "storage unavailable" log lines
 
 # The one clock of local state; a module attribute so tests can move time.
@@ -994,11 +995,18 @@ class _RespProtocol(asyncio.Protocol):
             self.transport.abort()
 
 
-def _expire(waiter: asyncio.Future[Any], proto: _RespProtocol) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("Redis did not answer in time"))
-        # The reply stream is out of step with the waiters now: start afresh.
-        proto.abort(ConnectionError("connection to Redis dropped after a timeout"))
+def _expire(waiter: asyncio.Future[Any], proto: _RespProtocol, polls: int = 2) -> None:
+    if waiter.done():
+        return
+    if polls:
+        # A busy event loop (or a descheduled process) can see the timer come due
+        # while the reply already waits in the socket buffer: let the loop poll I/O
+        # once more before calling it a timeout.
+        asyncio.get_running_loop().call_soon(_expire, waiter, proto, polls - 1)
+        return
+    waiter.set_exception(TimeoutError("Redis did not answer in time"))
+    # The reply stream is out of step with the waiters now: start afresh.
+    proto.abort(ConnectionError("connection to Redis dropped after a timeout"))
 
 
 class _RespRunner:
@@ -1032,8 +1040,12 @@ class _RespRunner:
         password = parts.password if parts.password is not None else query.get("password")
         self._password = unquote(password) if password else None
         self._timeout = timeout
+        # Connecting takes a few round trips and happens once per connection; a
+        # floor keeps a loaded event loop from failing it. Later calls are
+        # bounded by `timeout`.
+        self._connect_timeout = max(timeout, _MIN_CONNECT_TIMEOUT)
         self._proto: _RespProtocol | None = None
-        self._connecting: asyncio.Future[None] | None = None
+        self._connecting: asyncio.Task[_RespProtocol] | None = None
         self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
         self.errors: tuple[type[BaseException], ...] = (
             _RespError,
@@ -1065,19 +1077,21 @@ class _RespRunner:
         proto = self._proto
         if proto is not None and not proto.closed:
             return proto
-        if self._connecting is not None:
-            await asyncio.shield(self._connecting)
-            if self._proto is None or self._proto.closed:
-                raise ConnectionError("could not connect to Redis")
-            return self._proto
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._connecting = done
-        try:
-            self._proto = await asyncio.wait_for(self._open(), self._timeout)
-            return self._proto
-        finally:
-            self._connecting = None
-            done.set_result(None)
+        connecting = self._connecting
+        if connecting is None:
+            # A task of its own: a request cancelled while waiting must not cancel
+            # the connection every other request is waiting for.
+            connecting = asyncio.get_running_loop().create_task(
+                asyncio.wait_for(self._open(), self._connect_timeout)
+            )
+            connecting.add_done_callback(self._connected)
+            self._connecting = connecting
+        return await asyncio.shield(connecting)
+
+    def _connected(self, task: asyncio.Task[_RespProtocol]) -> None:
+        self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._proto = task.result()
 
     async def _reply(self, proto: _RespProtocol, payload: bytes) -> Any:
         transport = proto.transport
@@ -1109,6 +1123,10 @@ class _RespRunner:
         return reply
 
     async def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connecting
         if self._proto is not None and self._proto.transport is not None:
             self._proto.transport.close()
         self._proto = None
