@@ -1,0 +1,331 @@
+"""Tokenizer-based detectors behind the `detect:` filter operator.
+
+A regex sees characters; these detectors see tokens. The SQL detector reads a
+value as SQL in three contexts (as it stands, and as if it had been pasted
+inside a '...' or a "..." literal) and looks for token shapes that only an
+injection produces: a literal closed and followed by an operator or keyword,
+a tautology, UNION SELECT, a stacked statement, a comment that cuts the rest
+of the query off, or a call to a timing/error/file function. Prose and SQL
+quoted as text (a code snippet in a comment) do not produce those shapes.
+
+Each `check` caps the text it looks at, runs in time linear in that cap and
+never raises: a detector that fails answers False (the engine treats a failed
+filter with the rule's on_error setting; it never reads a default score).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+__all__ = ["DETECTORS", "Detector", "sqli", "xss"]
+
+_MAX_INPUT = 4096
+_MAX_TOKENS = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    name: str
+    prefilter: str
+    check: Callable[[str], bool]
+
+
+# ----------------------------------------------------------------- SQL tokens
+
+_KEYWORDS = frozenset(
+    """select union insert update delete drop create alter truncate replace merge exec execute
+    declare shutdown grant revoke from where having group order by limit offset into outfile
+    dumpfile values set table database schema procedure analyse waitfor delay like rlike regexp
+    between and or xor not null is in exists case when then else end all distinct as join on
+    asc desc top sounds div mod collate binary cast convert char nchar varchar load_file
+    information_schema""".split()
+)
+_STATEMENTS = frozenset(
+    "select insert update delete drop create alter truncate exec execute declare shutdown "
+    "grant revoke waitfor merge replace call load handler".split()
+)
+_LOGIC = frozenset({"or", "and", "xor", "||", "&&", "not", "div"})
+_COMPARE = frozenset(
+    {"=", "<", ">", "<=", ">=", "<>", "!=", "<=>", "like", "rlike", "regexp", "is", "in",
+     "between", "sounds", "glob", "match"}
+)
+_DANGEROUS_FUNCS = frozenset(
+    """sleep benchmark pg_sleep extractvalue updatexml load_file exp floor rand
+    geometrycollection multipoint polygon linestring multilinestring multipolygon
+    group_concat concat concat_ws char chr ascii ord substring substr mid hex unhex
+    version database user current_user system_user session_user schema @@version
+    utl_inaddr utl_http dbms_pipe dbms_lock xp_cmdshell xp_dirtree xp_regread sp_executesql
+    randomblob make_set elt if ifnull nullif iif case count row_number json_keys
+    json_extract st_latfromgeohash gtid_subset name_const procedure_analyse
+    pg_read_file lo_import to_char cast convert len length bin oct ctxsys
+    dbms_xmlgen xmltype sys_context is_srvrolemember db_name host_name object_id
+    getdate sysdate now current_database current_setting pg_ls_dir""".split()
+)
+_TIMING = frozenset(
+    {"sleep", "benchmark", "pg_sleep", "dbms_pipe", "dbms_lock", "randomblob", "waitfor"}
+)
+_ERROR_FUNCS = frozenset(
+    {"extractvalue", "updatexml", "exp", "geometrycollection", "multipoint", "polygon",
+     "linestring", "multilinestring", "multipolygon", "gtid_subset", "name_const",
+     "st_latfromgeohash", "json_keys", "xmltype", "utl_inaddr", "utl_http", "ctxsys",
+     "dbms_xmlgen", "xp_cmdshell", "xp_dirtree", "xp_regread", "sp_executesql",
+     "load_file", "pg_read_file", "lo_import", "pg_ls_dir"}
+)
+_SCHEMA_WORDS = re.compile(
+    r"information_schema|sysobjects|syscolumns|sysusers|sys\.(?:objects|tables|columns|databases)"
+    r"|mysql\.(?:user|db)|pg_(?:catalog|shadow|user|tables|database)|sqlite_(?:master|schema)"
+    r"|all_tables|user_tables|all_tab_columns|dba_users|msysobjects|@@(?:version|datadir|hostname"
+    r"|basedir|servername)"
+)
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<cmt>/\*!?\d*|--(?:[\s\x00]|$)|\#|;\x00)
+  | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|`[^`]*(?:`|$))
+  | (?P<num>0x[0-9a-f]+|0b[01]+|\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)
+  | (?P<var>@@?[a-z_][\w.$]*|@)
+  | (?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)
+  | (?P<op><=>|<>|!=|<=|>=|\|\||&&|::|[=<>!~^&|+\-*/%])
+  | (?P<punct>[(),;.\[\]{}])
+    """,
+    re.VERBOSE,
+)
+_BLOCK_COMMENT_END = re.compile(r"\*/")
+
+
+def _tokens(s: str) -> list[tuple[str, str]]:
+    """(kind, text) pairs; comments are kept as ('c', ...), whitespace dropped."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    n = len(s)
+    while pos < n and len(out) < _MAX_TOKENS:
+        m = _TOKEN_RE.match(s, pos)
+        if m is None:
+            out.append(("x", s[pos]))
+            pos += 1
+            continue
+        kind = m.lastgroup or "x"
+        text = m.group()
+        pos = m.end()
+        if kind == "ws":
+            continue
+        if kind == "cmt":
+            if text.startswith("/*"):
+                end = _BLOCK_COMMENT_END.search(s, pos)
+                if text.startswith("/*!"):
+                    # MySQL runs the body of /*! ... */: keep it, drop only the markers.
+                    out.append(("c", "/*!"))
+                    if end is not None:
+                        s = s[: end.start()] + " " + s[end.end() :]
+                        n = len(s)
+                    continue
+                pos = n if end is None else end.end()
+                out.append(("c", "/*"))
+            else:
+                out.append(("c", "--"))
+                nl = s.find("\n", pos)
+                pos = n if nl < 0 else nl
+            continue
+        if kind == "word":
+            if pos < n and _next_nonspace(s, pos) == "(":
+                kind = "f"
+            elif text in _KEYWORDS:
+                kind = "k"
+            else:
+                kind = "b"
+        elif kind == "str":
+            kind = "s"
+        elif kind == "num":
+            kind = "n"
+        elif kind == "var":
+            kind = "v"
+        elif kind == "op":
+            kind = "o"
+        else:
+            kind = text
+        out.append((kind, text))
+    return out
+
+
+def _next_nonspace(s: str, pos: int) -> str:
+    end = min(len(s), pos + 64)
+    while pos < end:
+        ch = s[pos]
+        if not ch.isspace():
+            if s.startswith("/*", pos):
+                close = s.find("*/", pos + 2, end)
+                if close < 0:
+                    return ""
+                pos = close + 2
+                continue
+            return ch
+        pos += 1
+    return ""
+
+
+def _is_operand(tok: tuple[str, str]) -> bool:
+    return tok[0] in ("n", "s", "b", "v") or tok[1] in ("null", "true", "false")
+
+
+def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
+    """True when the token stream has a shape that only an injection produces.
+
+    `broke_out` says the stream starts right after a literal was closed (the
+    value was read as if it sat inside quotes), which makes a following logic
+    operator, comment or statement separator meaningful on its own.
+    """
+    n = len(toks)
+    words = [t[1] for t in toks]
+    for i, (kind, text) in enumerate(toks):
+        nxt = toks[i + 1] if i + 1 < n else ("", "")
+        # UNION [ALL|DISTINCT] [(] SELECT
+        if text == "union":
+            j = i + 1
+            while j < n and (toks[j][0] == "c" or toks[j][1] in ("all", "distinct", "(")):
+                j += 1
+            if j < n and words[j] in ("select", "values"):
+                return True
+        # timing / error-based / file functions called
+        if kind == "f" and (text in _TIMING or text in _ERROR_FUNCS):
+            return True
+        if text == "waitfor" and nxt[1] in ("delay", "time"):
+            return True
+        # stacked statement after a literal or a number
+        if text == ";" and nxt[1] in _STATEMENTS and (i == 0 or toks[i - 1][0] in ("s", "n")):
+            return True
+        # tautology: <logic> operand <compare> operand
+        if text in _LOGIC and i + 3 < n + 1:
+            a = toks[i + 1] if i + 1 < n else ("", "")
+            op = toks[i + 2] if i + 2 < n else ("", "")
+            b = toks[i + 3] if i + 3 < n else ("", "")
+            if _is_operand(a) and op[1] in _COMPARE and (_is_operand(b) or b[1] == "("):
+                if a[0] != "b" or b[0] != "b" or a[1] == b[1]:
+                    return True
+            # or true / or 1 / and sleep(...) / or 'x' at the end
+            if broke_out and i <= 2 and (a[0] in ("n", "s", "f", "v") or a[1] in ("true", "false", "not")):
+                return True
+        # SELECT ... FROM with a recon or function shape, or select at the very start after a
+        # break-out
+        if text == "select" and broke_out and (i == 0 or words[i - 1] in ("(", ";")):
+            nk = nxt[0]
+            if nk in ("n", "v", "f", "s") or nxt[1] in ("*", "null", "distinct", "all"):
+                return True
+            if "from" in words[i + 2 : i + 12]:
+                return True
+        if kind == "f" and text in ("char", "chr", "concat", "concat_ws", "group_concat") and i > 0:
+            prev = toks[i - 1][1]
+            if prev in ("||", "+", "(", ",", "=", "select", "union") or toks[i - 1][0] == "s":
+                return True
+        if text in ("order", "group") and nxt[1] == "by" and broke_out:
+            return True
+        if text == "into" and nxt[1] in ("outfile", "dumpfile"):
+            return True
+        if text == "procedure" and nxt[1] == "analyse":
+            return True
+        if text == "having" and i + 2 < n and _is_operand(toks[i + 1]):
+            if toks[i + 2][1] in _COMPARE:
+                return True
+    if broke_out and n:
+        first = toks[0]
+        # the literal was closed and the rest is commented away: admin'-- / 1'#
+        if first[0] == "c":
+            return True
+        if first[1] == ";" and n > 1 and words[1] in _STATEMENTS:
+            return True
+        if first[0] == "o" and first[1] in ("||", "+", "&&", "|", "^", "*", "-") and n > 1:
+            return toks[1][0] in ("f", "s", "n", "v", "(") and n >= 3
+        if first[1] in _LOGIC and n > 1:
+            second = toks[1]
+            return second[0] in ("n", "s", "f", "v", "(") or second[1] in ("true", "false", "not")
+        if first[1] in _COMPARE and n > 2:
+            return toks[-1][0] == "c" or any(t[1] in _LOGIC for t in toks[2:])
+        if first[1] == ")" and n > 1:
+            return toks[1][1] in _LOGIC or toks[1][1] in ("union", ";", "--") or toks[1][0] == "c"
+    return False
+
+
+_SQL_PREFILTER = (
+    r"['\"`;#()=<>|&]|--|/\*|@@|\b(?:union|select|sleep|benchmark|waitfor|having|order\s+by"
+    r"|group\s+by|into\s+(?:out|dump)file|or|and|xor|information_schema|exec)\b"
+)
+
+
+def sqli(value: str) -> bool:
+    """Whether `value` reads as an SQL injection in any quoting context."""
+    try:
+        s = value[:_MAX_INPUT].lower()
+        if _SCHEMA_WORDS.search(s) and ("select" in s or "from" in s or "(" in s):
+            return True
+        if _sql_shapes(_tokens(s), broke_out=False):
+            return True
+        for q in ("'", '"'):
+            i = s.find(q)
+            if i < 0:
+                continue
+            # read the text after the first quote as if that quote had closed a literal
+            if _sql_shapes(_tokens(s[i + 1 :]), broke_out=True):
+                return True
+        return False
+    except Exception:
+        return False
+
+
+# ----------------------------------------------------------------- HTML/JS
+
+_TAG_RE = re.compile(r"<\s*(/?)\s*([a-z][a-z0-9:_-]*)([^<>]{0,2000})(>|$)", re.S)
+_ATTR_RE = re.compile(
+    r"""([a-z_:][-a-z0-9_:.]*)\s*(?:=\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s>]+))?""", re.S
+)
+_BAD_TAGS = frozenset(
+    """script iframe frame frameset object embed applet base meta link style form
+    isindex xss vmlframe bgsound layer ilayer portal svg math template xml import""".split()
+)
+_URL_ATTRS = frozenset(
+    {"href", "src", "action", "formaction", "data", "xlink:href", "background", "poster",
+     "lowsrc", "dynsrc", "codebase", "srcdoc", "to", "from", "values", "by"}
+)
+_SCRIPT_URL = re.compile(r"^[\s\x00-\x20]*(?:java|vb|live)script\s*:|^\s*data\s*:\s*(?:text/html|image/svg|application/(?:x-)?javascript)")
+_JS_SINK = re.compile(
+    r"\b(?:alert|prompt|confirm|eval|settimeout|setinterval|fetch|import)\s*[(`]"
+    r"|document\s*\.\s*(?:cookie|domain|write|location)|window\s*\.\s*location"
+    r"|string\s*\.\s*fromcharcode|\batob\s*\(|\bconstructor\s*\("
+)
+
+
+def xss(value: str) -> bool:
+    """Whether `value` carries markup or script that would run in a browser."""
+    try:
+        s = value[:_MAX_INPUT].lower()
+        for m in _TAG_RE.finditer(s):
+            closing, name, rest = m.group(1), m.group(2), m.group(3)
+            if name in _BAD_TAGS and not (name in ("svg", "math") and "on" not in rest):
+                return True
+            if closing:
+                continue
+            for a in _ATTR_RE.finditer(rest):
+                attr = a.group(1)
+                val = (a.group(2) or "").strip("\"'`")
+                if attr.startswith("on") and len(attr) > 4 and a.group(2) is not None:
+                    if val and not val.startswith("{"):
+                        return True
+                if attr in _URL_ATTRS and _SCRIPT_URL.search(val):
+                    return True
+                if attr == "style" and re.search(r"expression\s*\(|javascript:|behavior\s*:", val):
+                    return True
+        if _SCRIPT_URL.search(s) and _JS_SINK.search(s):
+            return True
+        return False
+    except Exception:
+        return False
+
+
+DETECTORS: Mapping[str, Detector] = MappingProxyType(
+    {
+        "sqli": Detector("sqli", _SQL_PREFILTER, sqli),
+        "xss": Detector("xss", r"<\s*/?\s*[a-z]|(?:java|vb)script\s*:", xss),
+    }
+)
