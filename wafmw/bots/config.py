@@ -122,6 +122,7 @@ class BotConfig:
     trap_paths: tuple[str, ...]
     trap_re: re.Pattern[str] | None
     secure_context: Literal["auto", "always", "never"]
+    max_header_penalty: int
     weights: tuple[tuple[int, int], ...]  # (signal id, weight) for every signal in SIGNALS
     disabled: frozenset[int]
     behaviour: BehaviourConfig
@@ -146,6 +147,7 @@ _TOP_KEYS: Final = frozenset(
         "crawlers",
         "trap_paths",
         "secure_context",
+        "max_header_penalty",
         "signals",
         "behaviour",
         "rules",
@@ -352,6 +354,8 @@ def _parse_signals(value: object) -> tuple[dict[int, int], set[int]]:
         at = f"signals.{sid}"
         entry = _mapping(override, at, frozenset({"weight", "enabled"}))
         if "weight" in entry:
+            if sid == 913118:
+                raise ValueError(f"{at}.weight: computed from max_header_penalty; set that")
             weight = _int(entry["weight"], f"{at}.weight", -98, 98)
             if spec.kind == "behaviour" and weight < 0:
                 # A missing behaviour signal may only lower a score, which is what makes
@@ -536,6 +540,7 @@ def parse_bot_config(spec: Mapping[str, object], base_dir: Path) -> BotConfig:
     if secure not in ("auto", "always", "never"):
         raise ValueError(f"secure_context: must be auto, always or never, not {secure!r}")
 
+    max_header_penalty = _int(section.get("max_header_penalty", 25), "max_header_penalty", 0, 98)
     weights, disabled = _parse_signals(section.get("signals", {}))
     behaviour = _parse_behaviour(section.get("behaviour", {}))
     rules = _parse_rules(section.get("rules", defaults["rules"]), frozenset(SIGNALS))
@@ -551,6 +556,7 @@ def parse_bot_config(spec: Mapping[str, object], base_dir: Path) -> BotConfig:
         trap_paths=tuple(traps),
         trap_re=_glob_re(traps, ignore_case=True),
         secure_context=secure,
+        max_header_penalty=max_header_penalty,
         weights=tuple(sorted((sid, weights.get(sid, s.weight)) for sid, s in SIGNALS.items())),
         disabled=frozenset(disabled),
         behaviour=behaviour,
@@ -619,6 +625,7 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
     "enabled": {"type": "boolean", "default": True},
     "prior": {"type": "integer", "minimum": 1, "maximum": 99, "default": 50},
     "secure_context": {"enum": ["auto", "always", "never"], "default": "auto"},
+    "max_header_penalty": {"type": "integer", "minimum": 0, "maximum": 98, "default": 25},
     "user_agents": {
         "type": "object",
         "properties": {

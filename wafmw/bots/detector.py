@@ -29,7 +29,7 @@ _LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
 # What a User-Agent is, in the order it is decided.
 _SCANNER, _AUTOMATION, _LIBRARY, _CRAWLER, _DECLARED, _BROWSER, _UNKNOWN = range(7)
 
-Emit = Callable[[int, str, str], None]
+Emit = Callable[..., None]  # add(signal id, name, detail, weight=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,7 @@ class BotDetector:
         disabled = self._disabled
         cache = self._signal_cache
 
-        def add(sid: int, name: str, detail: str) -> None:
+        def add(sid: int, name: str, detail: str, weight: int | None = None) -> None:
             if sid in disabled:
                 return
             key = (sid, detail)
@@ -122,7 +122,8 @@ class BotDetector:
                 # Building a frozen dataclass costs ~2 µs; the same signals recur constantly.
                 if len(cache) >= _CACHE_SIZE:
                     cache.clear()
-                signal = cache[key] = Signal(sid, name, weights[sid], detail)
+                signal = Signal(sid, name, weights[sid] if weight is None else weight, detail)
+                cache[key] = signal
             signals.append(signal)
             keys.append(key)
 
@@ -272,9 +273,22 @@ class BotDetector:
                 )
         if view.http_version == "1.0":
             emit(913117, "http10-browser", f"HTTP/1.0 with a {family} {browser.major} user-agent")
-        if not any(s.id in _HEADER_SIGNALS for s in signals[start:]):
+        penalty = sum(s.weight for s in signals[start:] if s.id in _HEADER_SIGNALS)
+        if penalty == 0 and not any(s.id in _HEADER_SIGNALS for s in signals[start:]):
             emit(
-                913119, "consistent-browser", f"{family} user-agent with the headers {family} sends"
+                913119,
+                "consistent-browser",
+                f"{family} user-agent with the headers {family} sends",
+            )
+        elif penalty > self.config.max_header_penalty:
+            # Header inconsistencies alone are doubt, not proof (proxies and privacy tools strip
+            # headers): they can bring a browser into the challenge band but never below it.
+            cap = self.config.max_header_penalty
+            emit(
+                913118,
+                "header-penalty-capped",
+                f"header signals add up to {penalty}, capped at {cap}",
+                cap - penalty,
             )
 
     def _check_brands(self, value: str, browser: BrowserInfo, emit: Emit) -> None:

@@ -137,6 +137,8 @@ _CATALOGUE: Final = (
                "sec-ch-ua brand version differs from the User-Agent's version"),
     SignalSpec(913117, "http10-browser", 15, "request",
                "HTTP/1.0 with a current browser User-Agent"),
+    SignalSpec(913118, "header-penalty-capped", 0, "request",
+               "header signals 913110-913117 together never take more than max_header_penalty"),
     SignalSpec(913119, "consistent-browser", -25, "request",
                "browser User-Agent with the complete header set that browser sends"),
     SignalSpec(913120, "verified-crawler", -30, "request",
