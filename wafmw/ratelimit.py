@@ -817,6 +817,7 @@ class _LocalEntry:
     __slots__ = (
         "inflight",
         "pending",
+        "refusal",
         "refused_banned",
         "refused_until",
         "remaining",
@@ -827,6 +828,7 @@ class _LocalEntry:
     def __init__(self) -> None:
         self.refused_until = 0.0  # monotonic; refuse locally until then
         self.refused_banned = False
+        self.refusal: RateLimitResult | None = None
         self.synced_at = -math.inf  # monotonic time of the last answer from Redis
         self.remaining = 0  # smallest remaining across the rule's limits at that answer
         self.pending = 0  # units admitted locally, not yet sent
@@ -1311,8 +1313,15 @@ class _RedisBackend:
         slot = (index, key)
         entry = self._entry(slot)
         if entry.refused_until > now:
-            left = entry.refused_until - now
-            return _result(rule, True, left, banned=entry.refused_banned)
+            # A flood from one key lands here: reuse the answer while it reads the same.
+            cached = entry.refusal
+            if cached is not None and cached.retry_after == max(
+                1, math.ceil(entry.refused_until - now - 1e-6)
+            ):
+                return cached
+            cached = _result(rule, True, entry.refused_until - now, banned=entry.refused_banned)
+            entry.refusal = cached
+            return cached
         batch = self._batch[index]
         cost = rule.cost
         if (
@@ -1350,6 +1359,7 @@ class _RedisBackend:
             entry.remaining = 0
             entry.refused_until = now + retry
             entry.refused_banned = status == 2
+            entry.refusal = None
             if status == 2:
                 return _result(rule, True, retry, banned=True)
         if len(reply) == 2:
