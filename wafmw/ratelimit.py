@@ -7,10 +7,12 @@ Three storage paths, chosen by the storage URI:
     per-key states, LRU-bounded by ``max_memory_keys``). Exact.
 
 ``redis://``, ``rediss://``, ``redis+unix://``
-    One Lua script per rule and request against Redis through redis-py's
-    asyncio client: the ban check, every limit of the rule and the ban are
-    decided atomically on the server, with the server's clock, in one round
-    trip. Two local shortcuts keep most requests off the network:
+    One Lua script per rule and request: the ban check, every limit of the
+    rule and the new ban are decided atomically on the server, with the
+    server's clock, in one round trip. ``redis://`` and ``redis+unix://`` go
+    through a small pipelined RESP client of our own (_RespRunner), ``rediss://``
+    through redis-py's asyncio client. Two local shortcuts keep most requests
+    off the network:
 
     * a refusal is remembered until the moment Redis said the key frees up
       (exact: nothing another worker does can free a key earlier);
@@ -860,7 +862,15 @@ def _redact(uri: str) -> str:
 class _Health:
     """Circuit breaker and once-per-interval logging for one storage."""
 
-    __slots__ = ("down_until", "failing", "last_log", "retry_interval", "suppressed", "where")
+    __slots__ = (
+        "down_until",
+        "failing",
+        "last_log",
+        "last_recovery_log",
+        "retry_interval",
+        "suppressed",
+        "where",
+    )
 
     def __init__(self, where: str, retry_interval: float) -> None:
         self.where = where
@@ -868,6 +878,7 @@ class _Health:
         self.down_until = 0.0
         self.failing = False
         self.last_log = -math.inf
+        self.last_recovery_log = -math.inf
         self.suppressed = 0
 
     def gate(self, now: float) -> None:
@@ -896,8 +907,11 @@ class _Health:
 
     def recovered(self) -> None:
         self.failing = False
-        logger.warning("rate-limit storage %s is available again", self.where)
-        self.last_log = -math.inf
+        now = _monotonic()
+        # A flapping storage must not log twice a second either.
+        if now - self.last_recovery_log >= _LOG_INTERVAL:
+            logger.warning("rate-limit storage %s is available again", self.where)
+            self.last_recovery_log = now
 
 
 class _RespError(Exception):
@@ -1496,6 +1510,21 @@ class RateLimiter:
     the first limited detect-mode result, else None — or, with
     ``success_headers=True``, a non-limited result carrying the RateLimit headers
     of the matching rule with the least quota left.
+
+    Storage failures and timeouts raise StorageUnavailable (the caller applies the
+    rate-limit group's on_error). Options:
+
+    - ``timeout``: bound on one storage call, seconds (opening a connection may
+      take max(timeout, 0.25 s));
+    - ``max_memory_keys``: cap of the in-process LRU table (windows in memory;
+      remembered refusals and pre-counts with Redis);
+    - ``key_prefix``: first part of every storage key;
+    - ``batch_fraction`` / ``batch_max_age``: Redis pre-counting, K =
+      floor(smallest amount x batch_fraction) units per key and worker, only
+      when K >= 2, for at most batch_max_age seconds between round trips;
+      0 turns it off;
+    - ``retry_interval``: after a storage failure, how long to answer
+      StorageUnavailable at once before trying the storage again.
     """
 
     def __init__(
