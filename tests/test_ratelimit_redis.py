@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -381,8 +382,8 @@ async def test_recovers_when_redis_comes_back(
     """Nothing listens at first; then a forwarder to the real Redis opens on that port."""
     caplog.set_level(logging.WARNING, logger="wafmw")
     port = free_port()
-    target = redis.connection.parse_url(REDIS_URL)
-    host, target_port = target.get("host", "127.0.0.1"), int(target.get("port", 6379))
+    target = urlsplit(REDIS_URL)
+    host, target_port = target.hostname or "127.0.0.1", target.port or 6379
 
     async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(host, target_port)
