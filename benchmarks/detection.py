@@ -33,7 +33,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wafmw import WAFMiddleware  # noqa: E402
+from wafmw import WAFMiddleware
 
 
 class _App:
@@ -132,20 +132,30 @@ async def _main(args: argparse.Namespace) -> int:
             st[0] += 1
             st[1] += blocked
             if not blocked and args.misses in (rec.get("category"), "all"):
-                print(f"MISS {rec['id']} {rec['method']} {rec['path']}?{rec.get('query', '')}"[:300])
+                print(
+                    f"MISS {rec['id']} {rec['method']} {rec['path']}?{rec.get('query', '')}"[:300]
+                )
         else:
             st[2] += 1
             st[3] += blocked
             if blocked and args.fps:
-                print(f"FP   {rec['id']} {rec['method']} {rec['path']}?{rec.get('query', '')}"[:300])
+                print(
+                    f"FP   {rec['id']} {rec['method']} {rec['path']}?{rec.get('query', '')}"[:300]
+                )
     run_s = time.perf_counter() - t0
 
-    print(f"ruleset loaded in {load_s * 1000:.0f} ms; {len(records)} requests replayed in "
-          f"{run_s:.1f} s ({run_s / max(len(records), 1) * 1e6:.0f} µs/request incl. app)")
-    print(f"paranoia: {args.paranoia or 'from rules'}   max-pl: {args.max_pl or 'all'}   "
-          f"block statuses: {dict(statuses)}")
-    print(f"{'category':16s} {'attacks':>9s} {'detected':>9s} {'TPR':>7s}   "
-          f"{'benign':>7s} {'blocked':>8s} {'FPR':>7s}")
+    print(
+        f"ruleset loaded in {load_s * 1000:.0f} ms; {len(records)} requests replayed in "
+        f"{run_s:.1f} s ({run_s / max(len(records), 1) * 1e6:.0f} µs/request incl. app)"
+    )
+    print(
+        f"paranoia: {args.paranoia or 'from rules'}   max-pl: {args.max_pl or 'all'}   "
+        f"block statuses: {dict(statuses)}"
+    )
+    print(
+        f"{'category':16s} {'attacks':>9s} {'detected':>9s} {'TPR':>7s}   "
+        f"{'benign':>7s} {'blocked':>8s} {'FPR':>7s}"
+    )
     ta = na = fb = nb = 0
     for cat in sorted(stats):
         a, d, b, f = stats[cat]
@@ -158,9 +168,13 @@ async def _main(args: argparse.Namespace) -> int:
         fb += f
     tpr_v = ta / na if na else 0.0
     fpr_v = fb / nb if nb else 0.0
-    print(f"{'TOTAL':16s} {na:9d} {ta:9d} {100 * tpr_v:6.2f}%   {nb:7d} {fb:8d} {100 * fpr_v:6.2f}%")
-    print(f"TPR {100 * tpr_v:.2f}%  FPR {100 * fpr_v:.2f}%  "
-          f"balanced accuracy {100 * (tpr_v + 1 - fpr_v) / 2:.2f}%")
+    print(
+        f"{'TOTAL':16s} {na:9d} {ta:9d} {100 * tpr_v:6.2f}%   {nb:7d} {fb:8d} {100 * fpr_v:6.2f}%"
+    )
+    print(
+        f"TPR {100 * tpr_v:.2f}%  FPR {100 * fpr_v:.2f}%  "
+        f"balanced accuracy {100 * (tpr_v + 1 - fpr_v) / 2:.2f}%"
+    )
     return 0
 
 

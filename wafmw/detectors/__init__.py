@@ -36,43 +36,247 @@ class Detector:
 # ----------------------------------------------------------------- SQL tokens
 
 _KEYWORDS = frozenset(
-    """select union insert update delete drop create alter truncate replace merge exec execute
-    declare shutdown grant revoke from where having group order by limit offset into outfile
-    dumpfile values set table database schema procedure analyse waitfor delay like rlike regexp
-    between and or xor not null is in exists case when then else end all distinct as join on
-    asc desc top sounds div mod collate binary cast convert char nchar varchar load_file
-    information_schema""".split()
+    [
+        "select",
+        "union",
+        "insert",
+        "update",
+        "delete",
+        "drop",
+        "create",
+        "alter",
+        "truncate",
+        "replace",
+        "merge",
+        "exec",
+        "execute",
+        "declare",
+        "shutdown",
+        "grant",
+        "revoke",
+        "from",
+        "where",
+        "having",
+        "group",
+        "order",
+        "by",
+        "limit",
+        "offset",
+        "into",
+        "outfile",
+        "dumpfile",
+        "values",
+        "set",
+        "table",
+        "database",
+        "schema",
+        "procedure",
+        "analyse",
+        "waitfor",
+        "delay",
+        "like",
+        "rlike",
+        "regexp",
+        "between",
+        "and",
+        "or",
+        "xor",
+        "not",
+        "null",
+        "is",
+        "in",
+        "exists",
+        "case",
+        "when",
+        "then",
+        "else",
+        "end",
+        "all",
+        "distinct",
+        "as",
+        "join",
+        "on",
+        "asc",
+        "desc",
+        "top",
+        "sounds",
+        "div",
+        "mod",
+        "collate",
+        "binary",
+        "cast",
+        "convert",
+        "char",
+        "nchar",
+        "varchar",
+        "load_file",
+        "information_schema",
+    ]
 )
 _STATEMENTS = frozenset(
-    "select insert update delete drop create alter truncate exec execute declare shutdown "
-    "grant revoke waitfor merge replace call load handler".split()
+    [
+        "select",
+        "insert",
+        "update",
+        "delete",
+        "drop",
+        "create",
+        "alter",
+        "truncate",
+        "exec",
+        "execute",
+        "declare",
+        "shutdown",
+        "grant",
+        "revoke",
+        "waitfor",
+        "merge",
+        "replace",
+        "call",
+        "load",
+        "handler",
+    ]
 )
 _LOGIC = frozenset({"or", "and", "xor", "||", "&&", "not", "div"})
 _COMPARE = frozenset(
-    {"=", "<", ">", "<=", ">=", "<>", "!=", "<=>", "like", "rlike", "regexp", "is", "in",
-     "between", "sounds", "glob", "match"}
+    {
+        "=",
+        "<",
+        ">",
+        "<=",
+        ">=",
+        "<>",
+        "!=",
+        "<=>",
+        "like",
+        "rlike",
+        "regexp",
+        "is",
+        "in",
+        "between",
+        "sounds",
+        "glob",
+        "match",
+    }
 )
 _DANGEROUS_FUNCS = frozenset(
-    """sleep benchmark pg_sleep extractvalue updatexml load_file exp floor rand
-    geometrycollection multipoint polygon linestring multilinestring multipolygon
-    group_concat concat concat_ws char chr ascii ord substring substr mid hex unhex
-    version database user current_user system_user session_user schema @@version
-    utl_inaddr utl_http dbms_pipe dbms_lock xp_cmdshell xp_dirtree xp_regread sp_executesql
-    randomblob make_set elt if ifnull nullif iif case count row_number json_keys
-    json_extract st_latfromgeohash gtid_subset name_const procedure_analyse
-    pg_read_file lo_import to_char cast convert len length bin oct ctxsys
-    dbms_xmlgen xmltype sys_context is_srvrolemember db_name host_name object_id
-    getdate sysdate now current_database current_setting pg_ls_dir""".split()
+    [
+        "sleep",
+        "benchmark",
+        "pg_sleep",
+        "extractvalue",
+        "updatexml",
+        "load_file",
+        "exp",
+        "floor",
+        "rand",
+        "geometrycollection",
+        "multipoint",
+        "polygon",
+        "linestring",
+        "multilinestring",
+        "multipolygon",
+        "group_concat",
+        "concat",
+        "concat_ws",
+        "char",
+        "chr",
+        "ascii",
+        "ord",
+        "substring",
+        "substr",
+        "mid",
+        "hex",
+        "unhex",
+        "version",
+        "database",
+        "user",
+        "current_user",
+        "system_user",
+        "session_user",
+        "schema",
+        "@@version",
+        "utl_inaddr",
+        "utl_http",
+        "dbms_pipe",
+        "dbms_lock",
+        "xp_cmdshell",
+        "xp_dirtree",
+        "xp_regread",
+        "sp_executesql",
+        "randomblob",
+        "make_set",
+        "elt",
+        "if",
+        "ifnull",
+        "nullif",
+        "iif",
+        "case",
+        "count",
+        "row_number",
+        "json_keys",
+        "json_extract",
+        "st_latfromgeohash",
+        "gtid_subset",
+        "name_const",
+        "procedure_analyse",
+        "pg_read_file",
+        "lo_import",
+        "to_char",
+        "cast",
+        "convert",
+        "len",
+        "length",
+        "bin",
+        "oct",
+        "ctxsys",
+        "dbms_xmlgen",
+        "xmltype",
+        "sys_context",
+        "is_srvrolemember",
+        "db_name",
+        "host_name",
+        "object_id",
+        "getdate",
+        "sysdate",
+        "now",
+        "current_database",
+        "current_setting",
+        "pg_ls_dir",
+    ]
 )
 _TIMING = frozenset(
     {"sleep", "benchmark", "pg_sleep", "dbms_pipe", "dbms_lock", "randomblob", "waitfor"}
 )
 _ERROR_FUNCS = frozenset(
-    {"extractvalue", "updatexml", "exp", "geometrycollection", "multipoint", "polygon",
-     "linestring", "multilinestring", "multipolygon", "gtid_subset", "name_const",
-     "st_latfromgeohash", "json_keys", "xmltype", "utl_inaddr", "utl_http", "ctxsys",
-     "dbms_xmlgen", "xp_cmdshell", "xp_dirtree", "xp_regread", "sp_executesql",
-     "load_file", "pg_read_file", "lo_import", "pg_ls_dir"}
+    {
+        "extractvalue",
+        "updatexml",
+        "exp",
+        "geometrycollection",
+        "multipoint",
+        "polygon",
+        "linestring",
+        "multilinestring",
+        "multipolygon",
+        "gtid_subset",
+        "name_const",
+        "st_latfromgeohash",
+        "json_keys",
+        "xmltype",
+        "utl_inaddr",
+        "utl_http",
+        "ctxsys",
+        "dbms_xmlgen",
+        "xp_cmdshell",
+        "xp_dirtree",
+        "xp_regread",
+        "sp_executesql",
+        "load_file",
+        "pg_read_file",
+        "lo_import",
+        "pg_ls_dir",
+    }
 )
 _SCHEMA_WORDS = re.compile(
     r"information_schema|sysobjects|syscolumns|sysusers|sys\.(?:objects|tables|columns|databases)"
@@ -206,7 +410,11 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
                 if a[0] != "b" or b[0] != "b" or a[1] == b[1]:
                     return True
             # or true / or 1 / and sleep(...) / or 'x' at the end
-            if broke_out and i <= 2 and (a[0] in ("n", "s", "f", "v") or a[1] in ("true", "false", "not")):
+            if (
+                broke_out
+                and i <= 2
+                and (a[0] in ("n", "s", "f", "v") or a[1] in ("true", "false", "not"))
+            ):
                 return True
         # SELECT ... FROM with a recon or function shape, or select at the very start after a
         # break-out
@@ -281,14 +489,56 @@ _ATTR_RE = re.compile(
     r"""([a-z_:][-a-z0-9_:.]*)\s*(?:=\s*("[^"]*"|'[^']*'|`[^`]*`|[^\s>]+))?""", re.S
 )
 _BAD_TAGS = frozenset(
-    """script iframe frame frameset object embed applet base meta link style form
-    isindex xss vmlframe bgsound layer ilayer portal svg math template xml import""".split()
+    [
+        "script",
+        "iframe",
+        "frame",
+        "frameset",
+        "object",
+        "embed",
+        "applet",
+        "base",
+        "meta",
+        "link",
+        "style",
+        "form",
+        "isindex",
+        "xss",
+        "vmlframe",
+        "bgsound",
+        "layer",
+        "ilayer",
+        "portal",
+        "svg",
+        "math",
+        "template",
+        "xml",
+        "import",
+    ]
 )
 _URL_ATTRS = frozenset(
-    {"href", "src", "action", "formaction", "data", "xlink:href", "background", "poster",
-     "lowsrc", "dynsrc", "codebase", "srcdoc", "to", "from", "values", "by"}
+    {
+        "href",
+        "src",
+        "action",
+        "formaction",
+        "data",
+        "xlink:href",
+        "background",
+        "poster",
+        "lowsrc",
+        "dynsrc",
+        "codebase",
+        "srcdoc",
+        "to",
+        "from",
+        "values",
+        "by",
+    }
 )
-_SCRIPT_URL = re.compile(r"^[\s\x00-\x20]*(?:java|vb|live)script\s*:|^\s*data\s*:\s*(?:text/html|image/svg|application/(?:x-)?javascript)")
+_SCRIPT_URL = re.compile(
+    r"^[\s\x00-\x20]*(?:java|vb|live)script\s*:|^\s*data\s*:\s*(?:text/html|image/svg|application/(?:x-)?javascript)"
+)
 _JS_SINK = re.compile(
     r"\b(?:alert|prompt|confirm|eval|settimeout|setinterval|fetch|import)\s*[(`]"
     r"|document\s*\.\s*(?:cookie|domain|write|location)|window\s*\.\s*location"

@@ -1,0 +1,110 @@
+"""The tokenizer detectors: realistic attacks match, realistic benign text does not."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import re2
+
+from wafmw.detectors import DETECTORS, Detector, sqli, xss
+
+SQLI_ATTACKS = [
+    "1' OR '1'='1",
+    "1 OR 1=1",
+    "admin'--",
+    "admin' #",
+    "1 UNION SELECT username, password FROM users",
+    "-1' union/**/select 1,2,3-- -",
+    "1; DROP TABLE users",
+    "1' AND SLEEP(5)-- ",
+    "1 AND extractvalue(1, concat(0x7e, version()))",
+    "'; WAITFOR DELAY '0:0:5'--",
+    "1' and 1=(select count(*) from information_schema.tables)--",
+    "') or ('a'='a",
+]
+SQLI_BENIGN = [
+    "O'Brien",
+    "union station",
+    "select committee meets on Wednesday",
+    "Can't log in since Tuesday. Tried resetting my password twice -- still nothing.",
+    "We're holding a 'select few' event on 5/12; RSVP by replying YES or NO.",
+    "I work at Procter & Gamble and we'd like a bulk quote for 500+ units.",
+    "Try: SELECT id, total FROM orders WHERE user_id = 42 ORDER BY id;",
+    "drop table leaf extension",
+    "men's 'slim fit' jeans",
+    "status:open AND priority:high",
+    "and/or",
+    "",
+]
+XSS_ATTACKS = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "<svg/onload=alert(1)>",
+    '<a href="javascript:alert(1)">x</a>',
+    "<iframe src=//evil.example>",
+    "<details open ontoggle=confirm(1)>",
+]
+XSS_BENIGN = [
+    '<p>Hello <strong>there</strong>, see <a href="https://example.com">this</a></p>',
+    '<p><img src="https://cdn.example.com/img/banner.jpg" alt="Banner" width="600"></p>',
+    '<p style="text-align:center"><span style="color:#ff0000">Sale</span></p>',
+    "The kids loved the <Lego> set",
+    "const button = () => <button onClick={() => setOpen(true)}>Open</button>",
+    "5 < 6 and 7 > 3",
+]
+
+
+@pytest.mark.parametrize("value", SQLI_ATTACKS)
+def test_sqli_attacks(value: str) -> None:
+    assert sqli(value)
+
+
+@pytest.mark.parametrize("value", SQLI_BENIGN)
+def test_sqli_benign(value: str) -> None:
+    assert not sqli(value)
+
+
+@pytest.mark.parametrize("value", XSS_ATTACKS)
+def test_xss_attacks(value: str) -> None:
+    assert xss(value)
+
+
+@pytest.mark.parametrize("value", XSS_BENIGN)
+def test_xss_benign(value: str) -> None:
+    assert not xss(value)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_interface(name: str) -> None:
+    det = DETECTORS[name]
+    assert isinstance(det, Detector)
+    assert det.name == name
+    re2.compile(det.prefilter)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_prefilter_passes_every_attack(name: str) -> None:
+    rx = re2.compile(DETECTORS[name].prefilter)
+    for value in SQLI_ATTACKS if name == "sqli" else XSS_ATTACKS:
+        assert rx.search(value.lower()), value
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_never_raises_and_bounded(name: str) -> None:
+    check = DETECTORS[name].check
+    nasty = ["'" * 100_000, "/*" * 50_000, "<" * 100_000, "\x00\ud800'--", "((((" * 10_000]
+    for value in nasty:
+        start = time.perf_counter()
+        assert check(value) in (True, False)
+        assert time.perf_counter() - start < 0.5
+
+
+def test_cost_is_small() -> None:
+    values = SQLI_BENIGN + SQLI_ATTACKS
+    start = time.perf_counter()
+    for _ in range(200):
+        for v in values:
+            sqli(v)
+    per_call = (time.perf_counter() - start) / (200 * len(values))
+    assert per_call < 500e-6
