@@ -14,6 +14,13 @@ Per client and bucket:
 Every storage call is bounded by ``timeout_ms``; a failure opens a circuit for
 ``retry_interval_s`` (calls return at once) and is logged at most once per 30 seconds.
 Reading while storage is down gives None: UNKNOWN, not zero.
+
+``memory://`` uses a small in-process store of our own (a dict with expiry, at most
+``max_memory_keys`` keys, oldest dropped first) instead of limits' MemoryStorage: it costs
+microseconds instead of hundreds of them, and its memory is bounded. Any other URI goes
+through ``limits.aio`` storage. A client's signals are read from shared storage at most once
+per ``read_cache_s`` per process (the window is minutes long; a second of staleness changes
+nothing), so an active client costs one storage read per second, not one per request.
 """
 
 from __future__ import annotations
@@ -23,14 +30,13 @@ import hashlib
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Final
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import BehaviourConfig
 from .model import Signal
-
-if TYPE_CHECKING:
-    from limits.aio.storage import Storage
 
 __all__ = ["BehaviourTracker"]
 
@@ -38,6 +44,10 @@ logger = logging.getLogger("wafmw")
 
 _LOG_INTERVAL: Final = 30.0
 _PATH_BUCKETS: Final = 4096
+_READ_CACHE_S: Final = 1.0
+_READ_CACHE_SIZE: Final = 10_000
+_MAX_MEMORY_KEYS: Final = 200_000
+_KINDS: Final = ("r", "e", "t", "d")
 
 # Clocks as module attributes so tests can move time.
 _wall = time.time
@@ -54,7 +64,50 @@ def _redact(uri: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def _open_storage(uri: str, timeout: float) -> Storage:
+class _Counters(Protocol):
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int: ...
+    async def get(self, key: str) -> int: ...
+    async def clear(self, key: str) -> None: ...
+
+
+class _MemoryCounters:
+    """Expiring counters in this process, at most ``max_keys`` of them (oldest dropped)."""
+
+    def __init__(self, max_keys: int) -> None:
+        self._data: OrderedDict[str, list[float]] = OrderedDict()  # key -> [value, expires]
+        self._max_keys = max_keys
+
+    def incr_now(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = _monotonic()
+        entry = self._data.get(key)
+        if entry is None or entry[1] <= now:
+            entry = [0.0, now + expiry]
+            self._data[key] = entry
+            if len(self._data) > self._max_keys:
+                self._data.popitem(last=False)
+        entry[0] += amount
+        return int(entry[0])
+
+    def get_now(self, key: str) -> int:
+        entry = self._data.get(key)
+        if entry is None or entry[1] <= _monotonic():
+            return 0
+        return int(entry[0])
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self.incr_now(key, expiry, amount)
+
+    async def get(self, key: str) -> int:
+        return self.get_now(key)
+
+    async def clear(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _open_storage(uri: str, timeout: float) -> _Counters:
     from limits.storage import storage_from_string
 
     async_uri = uri if uri.startswith("async+") else f"async+{uri}"
@@ -81,14 +134,25 @@ class BehaviourTracker:
         disabled: frozenset[int],
         *,
         key_prefix: str = "wafmw:bot",
+        read_cache_s: float = _READ_CACHE_S,
+        max_memory_keys: int = _MAX_MEMORY_KEYS,
     ) -> None:
         self.config = config
         self._timeout = config.timeout_ms / 1000.0
-        self._storage = _open_storage(storage_uri, self._timeout)
+        scheme = urlsplit(storage_uri).scheme.lower()
+        self._memory: _MemoryCounters | None = None
+        self._storage: _Counters
+        if scheme in ("memory", "async+memory"):
+            self._memory = _MemoryCounters(max_memory_keys)
+            self._storage = self._memory
+        else:
+            self._storage = _open_storage(storage_uri, self._timeout)
         self._where = _redact(storage_uri)
         self._prefix = key_prefix
         self._weights = weights
         self._disabled = disabled
+        self._read_cache: OrderedDict[str, tuple[float, tuple[Signal, ...]]] = OrderedDict()
+        self._read_cache_s = read_cache_s
         self._down_until = 0.0
         self._failing = False
         self._last_log = -math.inf
@@ -135,9 +199,26 @@ class BehaviourTracker:
     def _key(self, kind: str, client: str, bucket: int) -> str:
         return f"{self._prefix}:{kind}:{client}:{bucket}"
 
+    @staticmethod
+    def _slot(path: str) -> int:
+        digest = hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=4).digest()
+        return int.from_bytes(digest, "big") % _PATH_BUCKETS
+
     # -- writing --------------------------------------------------------------------------------
 
     async def observe(self, client: str, path: str, status: int, trap: bool) -> None:
+        memory = self._memory
+        if memory is not None:  # no I/O: nothing to time out, nothing to fail
+            bucket, _ = self._bucket()
+            expiry = 2 * self.config.window_s + 1
+            memory.incr_now(self._key("r", client, bucket), expiry)
+            if memory.incr_now(self._key(f"p{self._slot(path)}", client, bucket), expiry) == 1:
+                memory.incr_now(self._key("d", client, bucket), expiry)
+            if 400 <= status < 500:
+                memory.incr_now(self._key("e", client, bucket), expiry)
+            if trap:
+                memory.incr_now(self._key("t", client, bucket), expiry)
+            return
         if _monotonic() < self._down_until:
             return
         try:
@@ -151,16 +232,9 @@ class BehaviourTracker:
         storage = self._storage
         bucket, _ = self._bucket()
         expiry = 2 * self.config.window_s + 1
-        slot = (
-            int.from_bytes(
-                hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=4).digest(),
-                "big",
-            )
-            % _PATH_BUCKETS
-        )
         calls = [
             storage.incr(self._key("r", client, bucket), expiry),
-            storage.incr(self._key(f"p{slot}", client, bucket), expiry),
+            storage.incr(self._key(f"p{self._slot(path)}", client, bucket), expiry),
         ]
         if 400 <= status < 500:
             calls.append(storage.incr(self._key("e", client, bucket), expiry))
@@ -174,7 +248,14 @@ class BehaviourTracker:
 
     async def signals(self, client: str) -> tuple[Signal, ...] | None:
         """Behaviour signals of a client; None when storage cannot answer (UNKNOWN)."""
-        if _monotonic() < self._down_until:
+        memory = self._memory
+        if memory is not None:
+            return self._judge(self._counts(client, memory.get_now))
+        now = _monotonic()
+        cached = self._read_cache.get(client)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if now < self._down_until:
             return None
         try:
             counts = await asyncio.wait_for(self._read(client), self._timeout)
@@ -182,18 +263,31 @@ class BehaviourTracker:
             self._failed(exc)
             return None
         self._recovered()
-        return self._judge(counts)
+        found = self._judge(counts)
+        if self._read_cache_s > 0:
+            self._read_cache[client] = (now + self._read_cache_s, found)
+            self._read_cache.move_to_end(client)
+            if len(self._read_cache) > _READ_CACHE_SIZE:
+                self._read_cache.popitem(last=False)
+        return found
+
+    def _counts(self, client: str, get: Callable[[str], int]) -> dict[str, float]:
+        bucket, elapsed = self._bucket()
+        values = [get(self._key(k, client, b)) for k in _KINDS for b in (bucket, bucket - 1)]
+        return self._weigh(values, elapsed)
 
     async def _read(self, client: str) -> dict[str, float]:
         bucket, elapsed = self._bucket()
-        kinds = ("r", "e", "t", "d")
         gets = [
-            self._storage.get(self._key(k, client, b)) for k in kinds for b in (bucket, bucket - 1)
+            self._storage.get(self._key(k, client, b)) for k in _KINDS for b in (bucket, bucket - 1)
         ]
-        values = await asyncio.gather(*gets)
+        return self._weigh(list(await asyncio.gather(*gets)), elapsed)
+
+    @staticmethod
+    def _weigh(values: list[int], elapsed: float) -> dict[str, float]:
         carry = 1.0 - elapsed  # share of the previous bucket still inside the window
         out: dict[str, float] = {}
-        for index, kind in enumerate(kinds):
+        for index, kind in enumerate(_KINDS):
             current, previous = values[2 * index], values[2 * index + 1]
             out[kind] = current + previous * carry
             out[kind + "_any"] = current + previous
@@ -246,12 +340,18 @@ class BehaviourTracker:
             )
         return tuple(s for s in out if s is not None)
 
+    @property
+    def local_keys(self) -> int:
+        """Keys held in this process (the memory store), bounded by max_memory_keys."""
+        return len(self._memory) if self._memory is not None else 0
+
     async def clear(self, client: str) -> None:
         """Forget a client's current counters (tests, an operator's unblock)."""
         bucket, _ = self._bucket()
         for b in (bucket, bucket - 1):
-            for kind in ("r", "e", "t", "d"):
+            for kind in _KINDS:
                 await self._storage.clear(self._key(kind, client, b))
+        self._read_cache.pop(client, None)
 
     async def close(self) -> None:
         return None
