@@ -31,7 +31,7 @@ from wafmw.bots import (
     parse_bot_config,
 )
 from wafmw.bots import behaviour as behaviour_module
-from wafmw.bots.config import _TOP_KEYS, bots_data_dir
+from wafmw.bots.config import _BEHAVIOUR_KEYS, _CHALLENGE_KEYS, _RULE_KEYS, _TOP_KEYS, bots_data_dir
 from wafmw.request import RequestView
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -639,6 +639,9 @@ def test_default_config_and_data_files() -> None:
 
 def test_schema_description_lists_every_key() -> None:
     assert set(CONFIG_SCHEMA) == set(_TOP_KEYS)
+    assert set(CONFIG_SCHEMA["behaviour"]) == set(_BEHAVIOUR_KEYS)
+    assert set(CONFIG_SCHEMA["challenge"]) == set(_CHALLENGE_KEYS)
+    assert set(CONFIG_SCHEMA["rules"]["items"]) == set(_RULE_KEYS)
     assert set(default_bot_spec()) <= set(_TOP_KEYS)
     for sid, spec in SIGNALS.items():
         assert 913100 <= sid <= 913199 and spec.kind in ("request", "behaviour")
@@ -893,7 +896,13 @@ async def test_behaviour_is_shared_across_workers_on_redis() -> None:
         await worker_a.observe(view(CURL, ip=ip, path=f"/a{index}"), 404)
     for index in range(6):
         await worker_b.observe(view(CURL, ip=ip, path=f"/b{index}"), 404)
+    # A trap hit is written at once (with what worker A had batched)...
     await worker_a.observe(view(CURL, ip=ip, path="/wp-login.php"), 404)
+    signals = await worker_b.assess_behaviour(view(CHROME, ip=ip))
+    assert signals is not None and 913143 in {s.id for s in signals}
+    # ...other counts within sync_s (1 s); flush() forces it, as close() does on shutdown.
+    await worker_b.flush()
+    worker_b = BotDetector(cfg, REDIS_URL)  # a fresh process: no read cache
     for worker in (worker_a, worker_b):
         signals = await worker.assess_behaviour(view(CHROME, ip=ip))
         assert signals is not None
@@ -905,6 +914,34 @@ async def test_behaviour_is_shared_across_workers_on_redis() -> None:
     assert worker_b.behaviour_available is True
     await worker_a.close()
     await worker_b.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_write_through_and_batches_on_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    _redis_or_skip()
+    through_a = BotDetector(_behaviour_config(sync_s=0), REDIS_URL)
+    through_b = BotDetector(_behaviour_config(sync_s=0), REDIS_URL)
+    ip = _ip()
+    for index in range(16):
+        await through_a.observe(view(CURL, ip=ip, path=f"/x{index}"), 404)
+    signals = await through_b.assess_behaviour(view(CHROME, ip=ip))
+    assert signals is not None and {s.id for s in signals} == {913141, 913142}
+    # batched: written when sync_s old, on the next observe of any client
+    clock = [1000.0]
+    monkeypatch.setattr(behaviour_module, "_monotonic", lambda: clock[0])
+    batched = BotDetector(_behaviour_config(), REDIS_URL)
+    reader = BotDetector(_behaviour_config(sync_s=0), REDIS_URL)
+    ip = _ip()
+    for index in range(12):
+        await batched.observe(view(CURL, ip=ip, path=f"/y{index}"), 404)
+    assert await reader.assess_behaviour(view(CHROME, ip=ip)) == ()
+    own = await batched.assess_behaviour(view(CHROME, ip=ip))  # sees its own unwritten counts
+    assert own is not None and {s.id for s in own} == {913141}
+    clock[0] += 1.5
+    await batched.observe(view(CURL, ip=_ip(), path="/"), 200)
+    signals = await reader.assess_behaviour(view(CHROME, ip=ip))
+    assert signals is not None and {s.id for s in signals} == {913141}
 
 
 @pytest.mark.anyio

@@ -18,9 +18,11 @@ Reading while storage is down gives None: UNKNOWN, not zero.
 ``memory://`` uses a small in-process store of our own (a dict with expiry, at most
 ``max_memory_keys`` keys, oldest dropped first) instead of limits' MemoryStorage: it costs
 microseconds instead of hundreds of them, and its memory is bounded. Any other URI goes
-through ``limits.aio`` storage. A client's signals are read from shared storage at most once
-per ``read_cache_s`` per process (the window is minutes long; a second of staleness changes
-nothing), so an active client costs one storage read per second, not one per request.
+through ``limits.aio`` storage, and a process may lag it by up to ``sync_s`` (default 1 s; the
+window is minutes long, so a second changes nothing): a client's signals are read from storage
+at most once per ``sync_s``, and its counts are added up locally and written in one batch when
+they are ``sync_s`` old or 20 requests large (a trap-path hit is written at once). Reads add
+this process's unwritten counts. ``sync_s: 0`` writes and reads through on every request.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ logger = logging.getLogger("wafmw")
 
 _LOG_INTERVAL: Final = 30.0
 _PATH_BUCKETS: Final = 4096
-_READ_CACHE_S: Final = 1.0
-_READ_CACHE_SIZE: Final = 10_000
+_CACHE_SIZE: Final = 10_000  # clients with cached reads / unwritten counts per process
+_BATCH_REQUESTS: Final = 20
+_GATHER: Final = 16  # storage calls in flight at once for one client
 _MAX_MEMORY_KEYS: Final = 200_000
 _KINDS: Final = ("r", "e", "t", "d")
 
@@ -123,6 +126,20 @@ def _open_storage(uri: str, timeout: float) -> _Counters:
     return storage  # type: ignore[return-value]
 
 
+class _Pending:
+    """Counts of one client not yet written to shared storage."""
+
+    __slots__ = ("bucket", "e", "r", "since", "slots", "t")
+
+    def __init__(self, bucket: int, since: float) -> None:
+        self.bucket = bucket
+        self.since = since
+        self.r = 0
+        self.e = 0
+        self.t = 0
+        self.slots: set[int] = set()
+
+
 class BehaviourTracker:
     """Records answers per client and turns them into behaviour signals."""
 
@@ -134,7 +151,6 @@ class BehaviourTracker:
         disabled: frozenset[int],
         *,
         key_prefix: str = "wafmw:bot",
-        read_cache_s: float = _READ_CACHE_S,
         max_memory_keys: int = _MAX_MEMORY_KEYS,
     ) -> None:
         self.config = config
@@ -151,8 +167,10 @@ class BehaviourTracker:
         self._prefix = key_prefix
         self._weights = weights
         self._disabled = disabled
+        self._sync_s = config.sync_s
         self._read_cache: OrderedDict[str, tuple[float, tuple[Signal, ...]]] = OrderedDict()
-        self._read_cache_s = read_cache_s
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._next_sweep = 0.0
         self._down_until = 0.0
         self._failing = False
         self._last_log = -math.inf
@@ -219,30 +237,83 @@ class BehaviourTracker:
             if trap:
                 memory.incr_now(self._key("t", client, bucket), expiry)
             return
-        if _monotonic() < self._down_until:
+        now = _monotonic()
+        if now < self._down_until:
             return
+        bucket, _ = self._bucket()
+        if self._sync_s <= 0:
+            single = _Pending(bucket, now)
+            self._add(single, path, status, trap)
+            await self._flush(client, single)
+            return
+        batch: _Pending | None = self._pending.get(client)
+        if batch is not None and batch.bucket != bucket:
+            del self._pending[client]
+            await self._flush(client, batch)
+            batch = None
+        if batch is None:
+            batch = self._pending[client] = _Pending(bucket, now)
+        self._add(batch, path, status, trap)
+        if trap or batch.r >= _BATCH_REQUESTS or now - batch.since >= self._sync_s:
+            del self._pending[client]
+            await self._flush(client, batch)
+        elif len(self._pending) > _CACHE_SIZE:
+            old_client, old_batch = self._pending.popitem(last=False)
+            await self._flush(old_client, old_batch)
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sync_s
+            await self.flush(older_than=self._sync_s)
+
+    @staticmethod
+    def _add(batch: _Pending, path: str, status: int, trap: bool) -> None:
+        batch.r += 1
+        if 400 <= status < 500:
+            batch.e += 1
+        if trap:
+            batch.t += 1
+        if len(batch.slots) < _PATH_BUCKETS:
+            batch.slots.add(BehaviourTracker._slot(path))
+
+    async def flush(self, older_than: float = 0.0) -> None:
+        """Write unwritten counts (those at least ``older_than`` seconds old) to storage."""
+        if self._memory is not None:
+            return
+        now = _monotonic()
+        due = [c for c, b in self._pending.items() if now - b.since >= older_than]
+        for client in due:
+            batch = self._pending.pop(client)
+            if now < self._down_until:
+                continue  # storage is down: drop, the counts are approximate anyway
+            await self._flush(client, batch)
+
+    async def _flush(self, client: str, batch: _Pending) -> None:
         try:
-            await asyncio.wait_for(self._observe(client, path, status, trap), self._timeout)
+            await asyncio.wait_for(self._write(client, batch), self._timeout)
         except (Exception, asyncio.TimeoutError) as exc:
             self._failed(exc)
             return
         self._recovered()
 
-    async def _observe(self, client: str, path: str, status: int, trap: bool) -> None:
+    async def _write(self, client: str, batch: _Pending) -> None:
         storage = self._storage
-        bucket, _ = self._bucket()
+        bucket = batch.bucket
         expiry = 2 * self.config.window_s + 1
-        calls = [
-            storage.incr(self._key("r", client, bucket), expiry),
-            storage.incr(self._key(f"p{self._slot(path)}", client, bucket), expiry),
-        ]
-        if 400 <= status < 500:
-            calls.append(storage.incr(self._key("e", client, bucket), expiry))
-        if trap:
-            calls.append(storage.incr(self._key("t", client, bucket), expiry))
-        results = await asyncio.gather(*calls)
-        if results[1] == 1:
-            await storage.incr(self._key("d", client, bucket), expiry)
+        calls = [storage.incr(self._key("r", client, bucket), expiry, batch.r)]
+        if batch.e:
+            calls.append(storage.incr(self._key("e", client, bucket), expiry, batch.e))
+        if batch.t:
+            calls.append(storage.incr(self._key("t", client, bucket), expiry, batch.t))
+        await asyncio.gather(*calls)
+        slots = sorted(batch.slots)
+        new_paths = 0
+        for start in range(0, len(slots), _GATHER):
+            markers = [
+                storage.incr(self._key(f"p{slot}", client, bucket), expiry)
+                for slot in slots[start : start + _GATHER]
+            ]
+            new_paths += sum(1 for value in await asyncio.gather(*markers) if value == 1)
+        if new_paths:
+            await storage.incr(self._key("d", client, bucket), expiry, new_paths)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -263,11 +334,16 @@ class BehaviourTracker:
             self._failed(exc)
             return None
         self._recovered()
+        batch = self._pending.get(client)
+        if batch is not None and batch.bucket == self._bucket()[0]:
+            for kind, value in (("r", batch.r), ("e", batch.e), ("t", batch.t)):
+                counts[kind] += value  # this process's counts not written yet
+                counts[kind + "_any"] += value
         found = self._judge(counts)
-        if self._read_cache_s > 0:
-            self._read_cache[client] = (now + self._read_cache_s, found)
+        if self._sync_s > 0:
+            self._read_cache[client] = (now + self._sync_s, found)
             self._read_cache.move_to_end(client)
-            if len(self._read_cache) > _READ_CACHE_SIZE:
+            if len(self._read_cache) > _CACHE_SIZE:
                 self._read_cache.popitem(last=False)
         return found
 
@@ -354,4 +430,4 @@ class BehaviourTracker:
         self._read_cache.pop(client, None)
 
     async def close(self) -> None:
-        return None
+        await self.flush()

@@ -78,6 +78,7 @@ class BehaviourConfig:
     max_4xx_share: float = 0.5
     max_distinct_paths: int = 200
     timeout_ms: int = 50
+    sync_s: float = 1.0
     retry_interval_s: float = 1.0
 
 
@@ -181,6 +182,7 @@ _BEHAVIOUR_KEYS: Final = frozenset(
         "max_4xx_share",
         "max_distinct_paths",
         "timeout_ms",
+        "sync_s",
     }
 )
 
@@ -370,6 +372,9 @@ def _parse_signals(value: object) -> tuple[dict[int, int], set[int]]:
 def _parse_behaviour(value: object) -> BehaviourConfig:
     spec = _mapping(value, "behaviour", _BEHAVIOUR_KEYS)
     d = BEHAVIOUR_DEFAULTS
+    sync_s = spec.get("sync_s", d.sync_s)
+    if isinstance(sync_s, bool) or not isinstance(sync_s, (int, float)) or not 0 <= sync_s <= 60:
+        raise ValueError("behaviour.sync_s: must be a number of seconds between 0 and 60")
     share = spec.get("max_4xx_share", d.max_4xx_share)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
         raise ValueError("behaviour.max_4xx_share: must be a number in (0, 1]")
@@ -390,6 +395,7 @@ def _parse_behaviour(value: object) -> BehaviourConfig:
             1000,
         ),
         timeout_ms=_int(spec.get("timeout_ms", d.timeout_ms), "behaviour.timeout_ms", 1, 5000),
+        sync_s=float(sync_s),
     )
 
 
@@ -659,6 +665,7 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
         "max_4xx_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
         "max_distinct_paths": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200},
         "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 50},
+        "sync_s": {"type": "number", "minimum": 0, "maximum": 60, "default": 1.0},
     },
     "rules": {
         "type": "list",

@@ -378,6 +378,12 @@ class BotDetector:
         """None without behaviour tracking, else whether the storage is believed up."""
         return None if self._behaviour is None else self._behaviour.available
 
+    async def flush(self) -> None:
+        """Write this process's batched behaviour counts to shared storage now."""
+        if self._behaviour is not None:
+            await self._behaviour.flush()
+
     async def close(self) -> None:
+        """Flush batched counts; call on shutdown (lifespan)."""
         if self._behaviour is not None:
             await self._behaviour.close()
