@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from wafmw.ratelimit import (
     RateLimiter,
@@ -42,7 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _redis_or_skip() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    client = redis.Redis.from_url(
+        REDIS_URL, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     try:
         client.ping()
     except redis.RedisError as exc:
