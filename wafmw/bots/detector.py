@@ -8,7 +8,6 @@ computed the score is None (UNKNOWN) and ``upper_bound`` keeps what the computed
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,7 +28,29 @@ _LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
 # What a User-Agent is, in the order it is decided.
 _SCANNER, _AUTOMATION, _LIBRARY, _CRAWLER, _DECLARED, _BROWSER, _UNKNOWN = range(7)
 
-Emit = Callable[..., None]  # add(signal id, name, detail, weight=None)
+Emits = tuple[tuple[int, str, str, int | None], ...]  # (signal id, name, detail, weight or None)
+
+
+def _wants_fetch_metadata(browser: BrowserInfo) -> bool:
+    """Sec-Fetch-* ship in Chromium 80 (Site/Mode since 76), Firefox 90, Safari 16.4."""
+    family = browser.family
+    if family == "chromium":
+        return browser.major >= 80 and not browser.webview
+    if family == "firefox":
+        return browser.major >= 90
+    return family == "safari" and (browser.major, browser.minor) >= (16, 4)
+
+
+def _brand_signals(value: str, major: int) -> list[tuple[int, str, str, int | None]]:
+    brands = dict(_BRAND.findall(value[:512]))
+    for brand in brands:
+        if "headless" in brand.lower():
+            return [(913102, "automation-user-agent", f"sec-ch-ua names {brand!r}", None)]
+    version = brands.get("Chromium") or brands.get("Google Chrome")
+    if version is not None and version.split(".", 1)[0] != str(major):
+        detail = f"sec-ch-ua says version {version}, the user-agent {major}"
+        return [(913116, "client-hints-mismatch", detail, None)]
+    return []
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +75,7 @@ class BotDetector:
         self._disabled = config.disabled
         self._ua_cache: dict[str, _UAClass] = {}
         self._signal_cache: dict[tuple[int, str], Signal] = {}
-        self._brand_cache: dict[str, dict[str, str]] = {}
+        self._browser_memo: dict[tuple[object, ...], Emits] = {}
         self._verdict_cache: dict[
             tuple[tuple[tuple[int, str], ...], str | None, bool, bool], BotVerdict
         ] = {}
@@ -172,7 +193,10 @@ class BotDetector:
                 add(913105, "declared-bot-user-agent", f"user-agent contains {cls.token!r}")
             elif kind == _BROWSER:
                 assert cls.browser is not None
-                self._browser_signals(view, cls.browser, add, len(signals), signals)
+                for sid, name, detail, weight in self._browser_signals(
+                    view, user_agent, cls.browser
+                ):
+                    add(sid, name, detail, weight)
             else:
                 add(
                     913104,
@@ -210,105 +234,90 @@ class BotDetector:
         host = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
         return host in _LOCAL_HOSTS or host.endswith(".localhost")
 
-    def _browser_signals(
-        self,
-        view: RequestLike,
-        browser: BrowserInfo,
-        emit: Emit,
-        start: int,
-        signals: list[Signal],
-    ) -> None:
+    def _browser_signals(self, view: RequestLike, user_agent: str, browser: BrowserInfo) -> Emits:
+        """The header-consistency signals of a browser request, memoised on what they depend
+        on (the same few header sets recur all day)."""
         names = {name for name, _ in view.headers}
         preflight = view.method == "OPTIONS" and "access-control-request-method" in names
-        family = browser.family
-        if "accept" not in names:
-            emit(913110, "browser-missing-accept", f"{family} user-agent without Accept")
-        if not preflight:
-            if "accept-language" not in names:
-                emit(
-                    913111,
-                    "browser-missing-accept-language",
-                    f"{family} user-agent without Accept-Language",
-                )
-            if "accept-encoding" not in names:
-                emit(
-                    913112,
-                    "browser-missing-accept-encoding",
-                    f"{family} user-agent without Accept-Encoding",
-                )
-        has_hints = "sec-ch-ua" in names
-        secure: bool | None = None
-        if family == "chromium":
-            if has_hints:
-                self._check_brands(view.header("sec-ch-ua") or "", browser, emit)
-            elif browser.major >= 89 and not browser.webview and not preflight:
-                secure = self._secure(view)
-                if secure:
-                    emit(
-                        913113,
-                        "chromium-missing-client-hints",
-                        f"Chromium {browser.major} user-agent without sec-ch-ua "
-                        "in a secure context",
-                    )
-        elif has_hints:
-            emit(
-                913115,
-                "impossible-client-hints",
-                f"{family} user-agent sends sec-ch-ua, which {family} never sends",
-            )
-        wants_fetch_metadata = (
-            (family == "chromium" and browser.major >= 80 and not browser.webview)
-            or (family == "firefox" and browser.major >= 90)
-            or (family == "safari" and (browser.major, browser.minor) >= (16, 4))
+        hints = view.header("sec-ch-ua") if "sec-ch-ua" in names else None
+        has_fetch = "sec-fetch-site" in names and "sec-fetch-mode" in names
+        needs_secure = (
+            not preflight
+            and hints is None
+            and browser.family == "chromium"
+            and browser.major >= 89
+            and not browser.webview
+        ) or (not has_fetch and _wants_fetch_metadata(browser))
+        key = (
+            user_agent,
+            "accept" in names,
+            preflight or "accept-language" in names,
+            preflight or "accept-encoding" in names,
+            hints,
+            has_fetch,
+            preflight,
+            view.http_version == "1.0",
+            self._secure(view) if needs_secure else False,
         )
-        if wants_fetch_metadata and not ("sec-fetch-site" in names and "sec-fetch-mode" in names):
-            if secure is None:
-                secure = self._secure(view)
-            if secure:
-                emit(
-                    913114,
-                    "browser-missing-fetch-metadata",
-                    f"{family} {browser.major} user-agent without Sec-Fetch-Site/Mode "
-                    "in a secure context",
-                )
-        if view.http_version == "1.0":
-            emit(913117, "http10-browser", f"HTTP/1.0 with a {family} {browser.major} user-agent")
-        penalty = sum(s.weight for s in signals[start:] if s.id in _HEADER_SIGNALS)
-        if penalty == 0 and not any(s.id in _HEADER_SIGNALS for s in signals[start:]):
-            emit(
-                913119,
-                "consistent-browser",
-                f"{family} user-agent with the headers {family} sends",
+        emits = self._browser_memo.get(key)
+        if emits is None:
+            emits = self._browser_emits(browser, *key[1:])
+            if len(self._browser_memo) >= _CACHE_SIZE:
+                self._browser_memo.clear()
+            self._browser_memo[key] = emits
+        return emits
+
+    def _browser_emits(
+        self,
+        browser: BrowserInfo,
+        has_accept: bool,
+        has_language: bool,
+        has_encoding: bool,
+        hints: str | None,
+        has_fetch: bool,
+        preflight: bool,
+        http10: bool,
+        secure: bool,
+    ) -> Emits:
+        out: list[tuple[int, str, str, int | None]] = []
+        family, major = browser.family, browser.major
+        if not has_accept:
+            out.append(
+                (913110, "browser-missing-accept", f"{family} user-agent without Accept", None)
             )
+        if not has_language:
+            detail = f"{family} user-agent without Accept-Language"
+            out.append((913111, "browser-missing-accept-language", detail, None))
+        if not has_encoding:
+            detail = f"{family} user-agent without Accept-Encoding"
+            out.append((913112, "browser-missing-accept-encoding", detail, None))
+        if family == "chromium":
+            if hints is not None:
+                out.extend(_brand_signals(hints, major))
+            elif secure and major >= 89 and not browser.webview and not preflight:
+                detail = f"Chromium {major} user-agent without sec-ch-ua in a secure context"
+                out.append((913113, "chromium-missing-client-hints", detail, None))
+        elif hints is not None:
+            detail = f"{family} user-agent sends sec-ch-ua, which {family} never sends"
+            out.append((913115, "impossible-client-hints", detail, None))
+        if secure and not has_fetch and _wants_fetch_metadata(browser):
+            detail = f"{family} {major} user-agent without Sec-Fetch-Site/Mode in a secure context"
+            out.append((913114, "browser-missing-fetch-metadata", detail, None))
+        if http10:
+            detail = f"HTTP/1.0 with a {family} {major} user-agent"
+            out.append((913117, "http10-browser", detail, None))
+        header = [e for e in out if e[0] in _HEADER_SIGNALS and e[0] not in self._disabled]
+        penalty = sum(self._weights[e[0]] for e in header)
+        if not header:
+            detail = f"{family} user-agent with the headers {family} sends"
+            out.append((913119, "consistent-browser", detail, None))
         elif penalty > self.config.max_header_penalty:
             # Header inconsistencies alone are doubt, not proof (proxies and privacy tools strip
             # headers): they can bring a browser into the challenge band but never below it.
             cap = self.config.max_header_penalty
-            emit(
-                913118,
-                "header-penalty-capped",
-                f"header signals add up to {penalty}, capped at {cap}",
-                cap - penalty,
-            )
-
-    def _check_brands(self, value: str, browser: BrowserInfo, emit: Emit) -> None:
-        brands = self._brand_cache.get(value)
-        if brands is None:
-            brands = dict(_BRAND.findall(value[:512]))
-            if len(self._brand_cache) >= _CACHE_SIZE:
-                self._brand_cache.clear()
-            self._brand_cache[value] = brands
-        for brand in brands:
-            if "headless" in brand.lower():
-                emit(913102, "automation-user-agent", f"sec-ch-ua names {brand!r}")
-                return
-        version = brands.get("Chromium") or brands.get("Google Chrome")
-        if version is not None and version.split(".", 1)[0] != str(browser.major):
-            emit(
-                913116,
-                "client-hints-mismatch",
-                f"sec-ch-ua says version {version}, the user-agent {browser.major}",
-            )
+            detail = f"header signals add up to {penalty}, capped at {cap}"
+            out.append((913118, "header-penalty-capped", detail, cap - penalty))
+        return tuple(out)
 
     # -- behaviour ------------------------------------------------------------------------------
 
