@@ -1,15 +1,18 @@
 """The matching engine: a Ruleset compiled for fast evaluation.
 
 Filters are grouped by transform chain. Within a group, every filter whose operator RE2 can
-express (regex on RE2, contains, contains_any, a detector's prefilter) goes into one RE2 set.
-A request is scanned with one set match per group over the group's targets joined by newlines,
-so a benign request costs a handful of RE2 calls whatever the rule count. The few filters the
-set flags are then confirmed value by value — that is where the matched target, exclusions and
-detectors are resolved. The set is compiled in multi-line mode so that `^` and `$` also match
-at the joins: the joined scan finds a superset of the per-value matches, never fewer.
+express without anchors (regex on RE2, contains, contains_any, a detector's prefilter) goes into
+one RE2 set. A request is scanned with one set match per group over the group's targets joined
+by a control character, so a benign request costs a handful of RE2 calls whatever the rule
+count. The few filters the set flags are then confirmed value by value — that is where the
+matched target, exclusions and detectors are resolved. An unanchored pattern that matches a
+value also matches the joined text, so the scan never misses; a match that only exists across
+a join is dropped by the confirmation. Each group picks a joining character that none of its
+patterns matches on its own (see choose_separator), so that a rule about NUL bytes or control
+characters does not flag every request for confirmation.
 
-Operators that are not patterns (equals, lengths, counts) and patterns that need the
-backtracking engine are checked value by value, the latter with a timeout.
+Anchored patterns (^, $), operators that are not patterns (equals, lengths, counts) and
+patterns that need the backtracking engine are checked value by value, the last with a timeout.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .errors import EvaluationTimeout
 from .model import Comparison, FilterRule, Ruleset, Target
-from .patterns import CompiledPattern, compile_pattern, re2_options
-from .request import RequestView
+from .patterns import CompiledPattern, compile_pattern, is_anchored, re2_options
+from .request import SEPARATOR, RequestView
 from .transforms import TRANSFORMS
 
 PathMatcher = Callable[[str], bool]
@@ -74,6 +77,7 @@ class ChainGroup:
     head_units: tuple[Target, ...] = ()
     body_units: tuple[Target, ...] = ()
     scanner: Any = None  # re2.Set
+    separator: str = SEPARATOR
     set_filters: list[CompiledFilter] = field(default_factory=list)
     direct_head: list[CompiledFilter] = field(default_factory=list)
     direct_body: list[CompiledFilter] = field(default_factory=list)
@@ -92,13 +96,16 @@ def _set_pattern(cf: CompiledFilter) -> str | None:
         return None
     if rule.operator == "regex":
         assert cf.pattern is not None
-        return cf.pattern.source if cf.pattern.engine == "re2" else None
+        if cf.pattern.engine != "re2" or is_anchored(cf.pattern.source):
+            return None
+        return cf.pattern.source
     if rule.operator == "contains":
         return str(re2.escape(rule.argument))
     if rule.operator == "contains_any":
         return "|".join(re2.escape(w) for w in rule.argument)
     if rule.operator == "detect":
-        return str(cf.detector.prefilter)
+        prefilter = str(cf.detector.prefilter)
+        return None if is_anchored(prefilter) else prefilter
     return None
 
 
@@ -158,9 +165,10 @@ class Engine:
         scanner = re2.Set.SearchSet(re2_options())
         for cf in group.set_filters:
             source = _set_pattern(cf)
-            scanner.Add("(?m)" + str(source))
+            scanner.Add(str(source))
         scanner.Compile()
         group.scanner = scanner
+        group.separator = choose_separator(scanner, group.chain)
         targets = {t for cf in group.set_filters for t in cf.rule.targets}
         whole = {t.kind for t in targets if t.name is None}
         units = sorted((t for t in targets if t.name is None or t.kind not in whole), key=str)
@@ -204,9 +212,9 @@ class Engine:
         body: bool,
     ) -> None:
         if group.local:
-            text = view.transformed(view.joined(units), group.chain)
+            text = view.transformed(view.joined(units, group.separator), group.chain)
         else:
-            text = "\n".join(
+            text = group.separator.join(
                 view.transformed(value, group.chain)
                 for unit in units
                 for _, value in view.target_items(unit)
@@ -356,6 +364,24 @@ class Engine:
         if matches:
             return Decision("log", 200, score, would_block, matches)
         return Decision("allow", 200, 0, False, matches)
+
+
+# Control characters that no transform changes and Python does not count as whitespace.
+_SEPARATOR_CANDIDATES = tuple(chr(c) for c in (*range(0, 9), *range(14, 28), 127))
+
+
+def choose_separator(scanner: Any, chain: tuple[str, ...]) -> str:
+    """A joining character the scanner does not match alone or between ordinary characters.
+
+    Any choice is correct (a match across a join is dropped by the confirmation); this one
+    keeps such false alarms, and their cost, away from benign requests."""
+    for sep in _SEPARATOR_CANDIDATES:
+        if sep == "\x00" and "remove_nulls" in chain:
+            continue
+        probes = (sep, sep * 3, f"a{sep}a", f"a {sep} a", f"1{sep}1")
+        if not any(scanner.Match(probe) for probe in probes):
+            return sep
+    return SEPARATOR
 
 
 def _label(target: Target, name: str) -> str:

@@ -49,6 +49,36 @@ def check_pattern(pattern: str) -> str:
     return "regex"
 
 
+def is_anchored(pattern: str) -> bool:
+    """Whether the pattern uses ^, $, \\A or \\z outside character classes.
+
+    Anchored patterns cannot join the engine's scan over joined values (the join would move
+    the start and end of text), so they are checked value by value instead. A conservative
+    answer is fine: a false "yes" only costs speed."""
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 < n and pattern[i + 1] in "AzZ" and not in_class:
+                return True
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            # "]" right after "[" or "[^" is a literal member, not the end of the class.
+            if pattern[i + 1 : i + 2] == "^":
+                i += 1
+            if pattern[i + 1 : i + 2] == "]":
+                i += 1
+        elif ch in "^$":
+            return True
+        i += 1
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledPattern:
     source: str

@@ -15,6 +15,11 @@ from .model import Target
 from .transforms import apply_chain
 
 Pairs = tuple[tuple[str, str], ...]
+# The default of what joins values for the engine's one-scan-per-chain (each group of rules
+# picks its own, see engine.choose_separator). Not "\n": CRLF and command-separator rules look
+# for newlines and would match at every join. A control character is rare in real values and not
+# whitespace, so `\s`-based patterns cannot reach across a join.
+SEPARATOR = "\x00"
 _ALL_HEADERS = Target("headers")
 
 
@@ -241,28 +246,29 @@ class RequestView:
             return items
         return tuple(pair for pair in items if pair[0] == target.name)
 
-    def joined(self, targets: tuple[Target, ...]) -> str:
-        """All values of the given targets joined by newlines: one string to scan at once."""
-        key = ("joined", targets)
+    def joined(self, targets: tuple[Target, ...], separator: str = SEPARATOR) -> str:
+        """All values of the given targets joined by `separator`: one string to scan at once."""
+        key = ("joined", targets, separator)
         text = self._cache.get(key)
         if text is None:
             parts: list[str] = []
             for target in targets:
                 if target == _ALL_HEADERS:
                     if self.scope.get("headers"):
-                        parts.append(self._all_header_values())
+                        parts.append(self._all_header_values(separator))
                 else:
                     parts.extend(value for _, value in self.target_items(target))
-            text = "\n".join(parts)
+            text = separator.join(parts)
             self._cache[key] = text
         return text
 
-    def _all_header_values(self) -> str:
+    def _all_header_values(self, separator: str) -> str:
         # Decoding the joined bytes once is much cheaper than decoding each header, and gives
-        # the same text: an invalid byte is replaced alike on either side of a newline.
+        # the same text: an invalid byte is replaced alike on either side of a separator.
         if self._headers is not None:
-            return "\n".join(value for _, value in self._headers)
-        return _decode(b"\n".join(value for _, value in self.scope.get("headers", ())))
+            return separator.join(value for _, value in self._headers)
+        raw_separator = separator.encode("latin-1")
+        return _decode(raw_separator.join(value for _, value in self.scope.get("headers", ())))
 
     def transformed(self, value: str, chain: tuple[str, ...]) -> str:
         """`value` after the transform chain, computed once per request."""

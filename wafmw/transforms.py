@@ -279,6 +279,9 @@ def remove_nulls(s: str) -> str:
     return s.replace("\x00", "")
 
 
+_OTHER_ASCII_WHITESPACE = ("\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
 def compress_whitespace(s: str) -> str:
     # Within a line, each run of whitespace becomes one space and whitespace at the line's ends
     # goes; every "\n" is kept. A run spanning a "\n" thus becomes just the "\n" (" \r\n\t" ->
@@ -289,14 +292,13 @@ def compress_whitespace(s: str) -> str:
             return s
         return " ".join(s.split())
     if (
-        # The joined text the engine scans: printable lines between "\n"s, already compact.
+        # The joined text the engine scans (values between control-character separators),
+        # already compact: no whitespace but single spaces, none at the ends.
         s.isascii()
-        and s.replace("\n", "").isprintable()
         and "  " not in s
-        and " \n" not in s
-        and "\n " not in s
         and s[:1] != " "
         and s[-1:] != " "
+        and not any(ch in s for ch in _OTHER_ASCII_WHITESPACE)
     ):
         return s
     if "\n" not in s:
