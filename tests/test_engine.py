@@ -170,3 +170,20 @@ def test_many_rules_share_one_scanner_per_chain(write_rules: Callable[..., Path]
     engine = engine_for(write_rules, filters)
     assert len(engine.groups) == 1 and len(engine.groups[0].set_filters) == 200
     assert matched(engine, "/?q=WORD137X+word13") == [137]
+
+
+def test_join_separator_avoids_what_rules_look_for(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(
+        write_rules,
+        rule(1, "[args, headers]", "regex: '\\x00|\\n[a-z-]+:'", "transforms: [url_decode]"),
+    )
+    (group,) = engine.groups
+    assert group.separator not in ("\x00", "\n")
+    # Values that would look like a header line or a NUL byte at a join are not flagged...
+    scope, _ = case_scope(Case(path="/?a=x&b=https://example.com/", headers=(("X-A", "b"),)))
+    view = RequestView(scope)
+    assert group.scanner.Match(view.transformed(view.joined(group.head_units, group.separator),
+                                                group.chain)) is None
+    # ...while the same rule still matches inside one value.
+    assert matched(engine, "/?a=x%00y") == [1]
+    assert matched(engine, "/?a=x%0aSet-Cookie:%20a") == [1]
