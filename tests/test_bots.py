@@ -311,6 +311,7 @@ def test_current_browsers_score_human_and_pass(detector: BotDetector, name: str)
     assert ids(verdict) == {913119}, verdict.explain()
     assert action is None
     assert verdict.verified_crawler is None and not verdict.impostor
+    assert verdict.kind == "browser"
 
 
 @pytest.mark.parametrize("name", sorted(BROWSERS))
@@ -324,24 +325,32 @@ def test_browsers_over_plain_http_are_not_asked_for_secure_context_headers(
     assert action is None
 
 
+STRICT = {"id": 100900, "msg": "automated", "below": 20, "action": "block", "on_unknown": "allow"}
+
+
 @pytest.mark.parametrize(
-    ("name", "headers", "signal"),
+    ("name", "headers", "signal", "kind"),
     [
-        ("curl", CURL, 913101),
-        ("python-requests", REQUESTS, 913101),
-        ("go-http-client", GO, 913101),
-        ("sqlmap", SQLMAP, 913100),
-        ("nikto", NIKTO, 913100),
-        ("nuclei", NUCLEI, 913100),
+        ("curl", CURL, 913101, "library"),
+        ("python-requests", REQUESTS, 913101, "library"),
+        ("go-http-client", GO, 913101, "library"),
+        ("sqlmap", SQLMAP, 913100, "scanner"),
+        ("nikto", NIKTO, 913100, "scanner"),
+        ("nuclei", NUCLEI, 913100, "scanner"),
     ],
 )
-def test_tools_and_libraries_score_automated_and_are_blocked(
-    detector: BotDetector, name: str, headers: Headers, signal: int
+def test_tools_and_libraries_score_automated(
+    detector: BotDetector, name: str, headers: Headers, signal: int, kind: str
 ) -> None:
     verdict, action = verdict_and_action(detector, view(headers))
     assert verdict.score is not None and verdict.score <= 20, verdict.explain()
     assert signal in ids(verdict)
-    assert action == "block"
+    assert verdict.kind == kind
+    # The shipped rules block attack tools; scripted clients are scored, not refused (APIs
+    # and mobile apps use them), until a rule such as "below 20 → block" says otherwise.
+    assert action == ("block" if kind == "scanner" else None)
+    strict = parse_bot_config({"rules": [STRICT]}, ROOT)
+    assert decide(strict.rules, verdict, "GET", "/") is not None
 
 
 @pytest.mark.parametrize(
@@ -391,7 +400,7 @@ def test_headless_brand_in_client_hints(detector: BotDetector) -> None:
 @pytest.mark.parametrize(("value", "detail"), [(None, "no User-Agent"), ("", "empty"), ("  ", "")])
 def test_missing_or_empty_user_agent(detector: BotDetector, value: str | None, detail: str) -> None:
     verdict, action = verdict_and_action(detector, view(replace(CHROME, "user-agent", value)))
-    assert ids(verdict) == {913103}
+    assert ids(verdict) == {913103} and verdict.kind == "missing"
     assert detail in verdict.signals[0].detail
     assert verdict.score == 5 and action == "block"
 
@@ -402,13 +411,14 @@ def test_unrecognised_user_agent_is_neutral(detector: BotDetector) -> None:
     assert ids(verdict) == {913104} and verdict.score == 40 and action is None
 
 
-def test_declared_bot_is_challenged_not_blocked(detector: BotDetector) -> None:
+def test_declared_bot_is_scored_but_left_alone_by_default(detector: BotDetector) -> None:
     headers = [
         ("user-agent", "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"),
         ("accept", "*/*"),
     ]
     verdict, action = verdict_and_action(detector, view(headers))
-    assert ids(verdict) == {913105} and verdict.score == 25 and action == "challenge"
+    assert ids(verdict) == {913105} and verdict.score == 25 and verdict.kind == "declared-bot"
+    assert action is None  # the shipped challenge rule is for browsers only (clients: [browser])
 
 
 # --------------------------------------------------------------------------- header consistency
@@ -542,7 +552,7 @@ def test_trap_path_request(detector: BotDetector) -> None:
 def test_verified_crawler(detector: BotDetector, user_agent: str, ip: str, name: str) -> None:
     headers = replace(GOOGLEBOT, "user-agent", user_agent)
     verdict, action = verdict_and_action(detector, view(headers, ip=ip))
-    assert verdict.verified_crawler == name
+    assert verdict.verified_crawler == name and verdict.kind == "crawler"
     assert not verdict.impostor
     assert ids(verdict) == {913120}
     assert verdict.score == 80
@@ -605,6 +615,27 @@ def test_rule_semantics_for_unknown_scores() -> None:
     assert decide(rules, _verdict(10, crawler="googlebot"), "GET", "/") is None
 
 
+def test_rule_clients() -> None:
+    cfg = _rules(
+        {"id": 8, "msg": "x", "below": 30, "action": "challenge", "on_unknown": "allow",
+         "clients": ["browser"]},
+        {"id": 9, "msg": "y", "below": 30, "action": "block", "on_unknown": "allow",
+         "clients": "declared-bot"},
+    )  # fmt: skip
+
+    def kinded(kind: str) -> BotVerdict:
+        return BotVerdict(20, (), None, False, 20, kind)
+
+    browser = decide(cfg.rules, kinded("browser"), "GET", "/")
+    assert browser is not None and browser.rule.id == 8
+    declared = decide(cfg.rules, kinded("declared-bot"), "GET", "/")
+    assert declared is not None and declared.rule.id == 9
+    assert decide(cfg.rules, kinded("library"), "GET", "/") is None
+    with pytest.raises(ValueError, match=r"rules\[0\]\.clients\[0\]: 'robot' is not one of"):
+        _rules({"id": 1, "msg": "m", "below": 20, "action": "log", "on_unknown": "allow",
+                "clients": ["robot"]})  # fmt: skip
+
+
 def test_rule_except_paths_and_on_unknown_block() -> None:
     cfg = _rules(
         {"id": 7, "msg": "x", "below": 20, "action": "block", "on_unknown": "block",
@@ -621,6 +652,8 @@ def test_rule_except_paths_and_on_unknown_block() -> None:
 def test_default_config_and_data_files() -> None:
     cfg = default_bot_config()
     assert [r.id for r in cfg.rules] == [913900, 913910]
+    assert [r.below for r in cfg.rules] == [10, 30]
+    assert cfg.rules[1].clients == {"browser"}
     assert all(r.on_unknown == "allow" for r in cfg.rules)
     assert {c.name for c in cfg.crawlers} == {"googlebot", "bingbot"}
     assert len(cfg.scanners.items) > 40 and "sqlmap" in cfg.scanners.items
@@ -667,6 +700,7 @@ def test_inline_lists_files_overrides(tmp_path: Path) -> None:
     assert 913100 in ids(det.assess(view([("user-agent", "ACME-Scanner 2.0")])))
     assert 913100 not in ids(det.assess(view(SQLMAP)))  # the list was replaced
     assert det.assess(view(CURL)).score == 40  # weight 10
+    assert det.assess(view(CURL)).kind == "library"
     assert det.assess(view([("user-agent", "SomeApp/1.0")])).signals == ()
     up = det.assess(view([("user-agent", "AcmeUptime/3")], ip="192.0.2.5"))
     assert up.verified_crawler == "uptime"

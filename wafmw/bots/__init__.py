@@ -21,10 +21,11 @@ from .config import (
     parse_bot_config,
 )
 from .detector import BotDetector, score_of
-from .model import SIGNALS, BotVerdict, RequestLike, Signal, SignalSpec
+from .model import CLIENT_KINDS, SIGNALS, BotVerdict, RequestLike, Signal, SignalSpec
 from .rules import BotAction, decide
 
 __all__ = [
+    "CLIENT_KINDS",
     "CONFIG_SCHEMA",
     "SIGNALS",
     "BehaviourConfig",

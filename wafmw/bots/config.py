@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ..challenge import ChallengeConfig
-from .model import SCORE_MAX, SCORE_MIN, SIGNALS
+from .model import CLIENT_KINDS, SCORE_MAX, SCORE_MIN, SIGNALS
 from .networks import NetworkSet
 from .useragent import SignatureList
 
@@ -98,12 +98,15 @@ class BotRule:
     paths: tuple[str, ...] = ()
     except_paths: tuple[str, ...] = ()
     methods: frozenset[str] = frozenset()
+    clients: frozenset[str] = frozenset()  # BotVerdict.kind values; empty = every client
     mode: Literal["enforce", "detect"] | None = None
     tags: tuple[str, ...] = ()
     path_re: re.Pattern[str] | None = None
     except_re: re.Pattern[str] | None = None
 
-    def applies_to(self, method: str, path: str) -> bool:
+    def applies_to(self, method: str, path: str, kind: str | None = None) -> bool:
+        if self.clients and kind not in self.clients:
+            return False
         if self.methods and method.upper() not in self.methods:
             return False
         if self.path_re is not None and self.path_re.match(path) is None:
@@ -166,6 +169,7 @@ _RULE_KEYS: Final = frozenset(
         "paths",
         "except_paths",
         "methods",
+        "clients",
         "mode",
         "tags",
     }
@@ -442,6 +446,19 @@ def _parse_rules(value: object, signal_ids: frozenset[int]) -> tuple[BotRule, ..
             if not isinstance(raw, Sequence) or not raw:
                 raise ValueError(f"{at}.methods: must be a non-empty list")
             methods = frozenset(_str(m, f"{at}.methods[{i}]").upper() for i, m in enumerate(raw))
+        clients: frozenset[str] = frozenset()
+        if "clients" in spec:
+            raw_clients = spec["clients"]
+            if isinstance(raw_clients, str):
+                raw_clients = [raw_clients]
+            if not isinstance(raw_clients, Sequence) or not raw_clients:
+                raise ValueError(f"{at}.clients: must be a non-empty list")
+            for i, client in enumerate(raw_clients):
+                if client not in CLIENT_KINDS:
+                    raise ValueError(
+                        f"{at}.clients[{i}]: {client!r} is not one of {', '.join(CLIENT_KINDS)}"
+                    )
+            clients = frozenset(raw_clients)
         tags: tuple[str, ...] = ()
         if "tags" in spec:
             raw_tags = spec["tags"]
@@ -458,6 +475,7 @@ def _parse_rules(value: object, signal_ids: frozenset[int]) -> tuple[BotRule, ..
                 paths=paths,
                 except_paths=except_paths,
                 methods=methods,
+                clients=clients,
                 mode=mode,
                 tags=tags,
                 path_re=_glob_re(paths, ignore_case=False),
@@ -604,18 +622,19 @@ def default_bot_spec() -> dict[str, Any]:
         "rules": [
             {
                 "id": 913900,
-                "msg": "Automated client (bot score below 20)",
-                "below": 20,
+                "msg": "Automated client with hostile or lying markers (bot score below 10)",
+                "below": 10,
                 "action": "block",
                 "on_unknown": "allow",
                 "tags": ["automation"],
             },
             {
                 "id": 913910,
-                "msg": "Possibly automated client (bot score below 30): challenge",
+                "msg": "Browser that does not look like one (bot score below 30): challenge",
                 "below": 30,
                 "action": "challenge",
                 "on_unknown": "allow",
+                "clients": ["browser"],
                 "tags": ["automation"],
             },
         ],
@@ -669,7 +688,7 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
     },
     "rules": {
         "type": "list",
-        "default": "913900 block below 20, 913910 challenge below 30 (both on_unknown: allow)",
+        "default": "913900 block below 10; 913910 challenge browsers below 30; on_unknown: allow",
         "items": {
             "id": {"type": "integer", "minimum": 1, "maximum": 999999999, "required": True},
             "msg": {"type": "string", "required": True},
@@ -679,6 +698,7 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
             "paths": {"type": "list of path globs"},
             "except_paths": {"type": "list of path globs"},
             "methods": {"type": "list of strings"},
+            "clients": {"type": "list", "items": {"enum": list(CLIENT_KINDS)}},
             "mode": {"enum": ["enforce", "detect"]},
             "tags": {"type": "list of strings"},
         },

@@ -27,6 +27,9 @@ _LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
 
 # What a User-Agent is, in the order it is decided.
 _SCANNER, _AUTOMATION, _LIBRARY, _CRAWLER, _DECLARED, _BROWSER, _UNKNOWN = range(7)
+_KIND_NAMES: Final = (
+    "scanner", "automation", "library", "crawler", "declared-bot", "browser", "unknown"
+)  # fmt: skip
 
 Emits = tuple[tuple[int, str, str, int | None], ...]  # (signal id, name, detail, weight or None)
 
@@ -77,7 +80,7 @@ class BotDetector:
         self._signal_cache: dict[tuple[int, str], Signal] = {}
         self._browser_memo: dict[tuple[object, ...], Emits] = {}
         self._verdict_cache: dict[
-            tuple[tuple[tuple[int, str], ...], str | None, bool, bool], BotVerdict
+            tuple[tuple[tuple[int, str], ...], str | None, bool, bool, str], BotVerdict
         ] = {}
         self._behaviour: BehaviourTracker | None = None
         if config.enabled and config.behaviour.enabled:
@@ -127,7 +130,7 @@ class BotDetector:
         """Signals from the request alone (User-Agent, headers, protocol, network, path)."""
         cfg = self.config
         if not cfg.enabled:
-            return BotVerdict(None, (), None, False, None)
+            return BotVerdict(None, (), None, False, None, "unknown")
         signals: list[Signal] = []
         keys: list[tuple[int, str]] = []
         weights = self._weights
@@ -151,6 +154,7 @@ class BotDetector:
         verified: str | None = None
         impostor = False
         unknown = False
+        kind_name = "missing"
         user_agent = view.header("user-agent")
         if user_agent is None or not user_agent.strip():
             add(
@@ -161,6 +165,7 @@ class BotDetector:
         else:
             cls = self._classify(user_agent)
             kind = cls.kind
+            kind_name = _KIND_NAMES[kind]
             if kind == _SCANNER:
                 add(913100, "scanner-user-agent", f"user-agent contains {cls.token!r}")
             elif kind == _AUTOMATION:
@@ -206,16 +211,16 @@ class BotDetector:
         trap_re = cfg.trap_re
         if trap_re is not None and trap_re.match(view.path) is not None:
             add(913130, "trap-path-request", f"request to trap path {view.path[:100]!r}")
-        verdict_key = (tuple(keys), verified, impostor, unknown)
+        verdict_key = (tuple(keys), verified, impostor, unknown, kind_name)
         verdict = self._verdict_cache.get(verdict_key)
         if verdict is not None:
             return verdict
         found = tuple(signals)
         bound = score_of(cfg.prior, found)
         if unknown:
-            verdict = BotVerdict(None, found, None, False, None)
+            verdict = BotVerdict(None, found, None, False, None, kind_name)
         else:
-            verdict = BotVerdict(bound, found, verified, impostor, bound)
+            verdict = BotVerdict(bound, found, verified, impostor, bound, kind_name)
         if len(self._verdict_cache) >= _CACHE_SIZE:
             self._verdict_cache.clear()
         self._verdict_cache[verdict_key] = verdict
@@ -366,6 +371,7 @@ class BotDetector:
                 verdict.verified_crawler,
                 verdict.impostor,
                 verdict.upper_bound,
+                verdict.kind,
             )
         if not behaviour:
             return verdict
@@ -373,7 +379,9 @@ class BotDetector:
         bound = score_of(self.config.prior, signals)
         score = None if verdict.score is None else bound
         upper = None if verdict.upper_bound is None else bound
-        return BotVerdict(score, signals, verdict.verified_crawler, verdict.impostor, upper)
+        return BotVerdict(
+            score, signals, verdict.verified_crawler, verdict.impostor, upper, verdict.kind
+        )
 
     async def evaluate(self, view: RequestLike) -> BotVerdict:
         """assess + assess_behaviour + combine: the full verdict for one request."""

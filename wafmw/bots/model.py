@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 __all__ = [
+    "CLIENT_KINDS",
     "SCORE_MAX",
     "SCORE_MIN",
     "SIGNALS",
@@ -18,6 +19,18 @@ __all__ = [
 
 SCORE_MIN: Final = 1
 SCORE_MAX: Final = 99
+
+# What the User-Agent says the client is (BotVerdict.kind, and the `clients` key of bot rules).
+CLIENT_KINDS: Final = (
+    "browser",  # a browser User-Agent (its headers may still disagree)
+    "library",  # an HTTP client library or command-line tool
+    "scanner",  # a vulnerability scanner or attack tool
+    "automation",  # a headless browser or automation framework
+    "crawler",  # a configured crawler's User-Agent (verified or not: see verified_crawler)
+    "declared-bot",  # a bot that names itself, not verifiable
+    "unknown",  # any other User-Agent
+    "missing",  # no or an empty User-Agent
+)
 
 
 class RequestLike(Protocol):
@@ -66,6 +79,7 @@ class BotVerdict:
     verified_crawler: str | None
     impostor: bool
     upper_bound: int | None = None
+    kind: str = "unknown"  # one of CLIENT_KINDS
 
     @property
     def unknown(self) -> bool:
@@ -92,6 +106,7 @@ class BotVerdict:
             "upper_bound": self.upper_bound,
             "verified_crawler": self.verified_crawler,
             "impostor": self.impostor,
+            "kind": self.kind,
             "signals": [
                 {"id": s.id, "name": s.name, "weight": s.weight, "detail": s.detail}
                 for s in self.signals
@@ -112,7 +127,7 @@ class SignalSpec:
 _CATALOGUE: Final = (
     SignalSpec(913100, "scanner-user-agent", 80, "request",
                "User-Agent of a vulnerability scanner or attack tool"),
-    SignalSpec(913101, "http-library-user-agent", 40, "request",
+    SignalSpec(913101, "http-library-user-agent", 35, "request",
                "User-Agent of an HTTP client library or command-line tool"),
     SignalSpec(913102, "automation-user-agent", 60, "request",
                "automation or headless-browser marker in User-Agent or sec-ch-ua"),

@@ -49,7 +49,7 @@ def decide(
         return None
     best: BotAction | None = None
     for rule in rules:
-        if not rule.applies_to(method, path):
+        if not rule.applies_to(method, path, verdict.kind):
             continue
         action: str
         if verdict.score is not None:
