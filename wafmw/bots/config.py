@@ -77,7 +77,7 @@ class BehaviourConfig:
     min_requests: int = 20
     max_4xx_share: float = 0.5
     max_distinct_paths: int = 200
-    timeout_ms: int = 50
+    timeout_ms: int = 20
     sync_s: float = 1.0
     retry_interval_s: float = 1.0
 
@@ -683,7 +683,7 @@ CONFIG_SCHEMA: Final[dict[str, Any]] = {
         "min_requests": {"type": "integer", "minimum": 1, "default": 20},
         "max_4xx_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
         "max_distinct_paths": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200},
-        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 50},
+        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 20},
         "sync_s": {"type": "number", "minimum": 0, "maximum": 60, "default": 1.0},
     },
     "rules": {
