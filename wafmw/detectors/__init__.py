@@ -406,9 +406,13 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
             a = toks[i + 1] if i + 1 < n else ("", "")
             op = toks[i + 2] if i + 2 < n else ("", "")
             b = toks[i + 3] if i + 3 < n else ("", "")
-            if _is_operand(a) and op[1] in _COMPARE and (_is_operand(b) or b[1] == "("):
-                if a[0] != "b" or b[0] != "b" or a[1] == b[1]:
-                    return True
+            if (
+                _is_operand(a)
+                and op[1] in _COMPARE
+                and (_is_operand(b) or b[1] == "(")
+                and (a[0] != "b" or b[0] != "b" or a[1] == b[1])
+            ):
+                return True
             # or true / or 1 / and sleep(...) / or 'x' at the end
             if (
                 broke_out
@@ -428,15 +432,19 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
             prev = toks[i - 1][1]
             if prev in ("||", "+", "(", ",", "=", "select", "union") or toks[i - 1][0] == "s":
                 return True
-        if text in ("order", "group") and nxt[1] == "by" and broke_out:
+        if text in ("order", "group") and nxt[1] == "by" and broke_out and i <= 2:
             return True
         if text == "into" and nxt[1] in ("outfile", "dumpfile"):
             return True
         if text == "procedure" and nxt[1] == "analyse":
             return True
-        if text == "having" and i + 2 < n and _is_operand(toks[i + 1]):
-            if toks[i + 2][1] in _COMPARE:
-                return True
+        if (
+            text == "having"
+            and i + 2 < n
+            and _is_operand(toks[i + 1])
+            and toks[i + 2][1] in _COMPARE
+        ):
+            return True
     if broke_out and n:
         first = toks[0]
         # the literal was closed and the rest is commented away: admin'-- / 1'#
@@ -559,16 +567,19 @@ def xss(value: str) -> bool:
             for a in _ATTR_RE.finditer(rest):
                 attr = a.group(1)
                 val = (a.group(2) or "").strip("\"'`")
-                if attr.startswith("on") and len(attr) > 4 and a.group(2) is not None:
-                    if val and not val.startswith("{"):
-                        return True
+                if (
+                    attr.startswith("on")
+                    and len(attr) > 4
+                    and a.group(2) is not None
+                    and val
+                    and not val.startswith("{")
+                ):
+                    return True
                 if attr in _URL_ATTRS and _SCRIPT_URL.search(val):
                     return True
                 if attr == "style" and re.search(r"expression\s*\(|javascript:|behavior\s*:", val):
                     return True
-        if _SCRIPT_URL.search(s) and _JS_SINK.search(s):
-            return True
-        return False
+        return bool(_SCRIPT_URL.search(s) and _JS_SINK.search(s))
     except Exception:
         return False
 
