@@ -64,8 +64,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _browser_like(verdict: BotVerdict) -> bool:
-    ids = {s.id for s in verdict.signals}
-    return not ids & {913100, 913101, 913102, 913103, 913104, 913105, 913120, 913121}
+    return verdict.kind == "browser"
 
 
 def _corpus(args: argparse.Namespace) -> int:
