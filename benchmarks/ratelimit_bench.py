@@ -171,7 +171,6 @@ class Scenario:
 
 async def timed(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> float:
     """µs per request for n requests, `concurrency` in flight at a time."""
-    gc.collect()
     started = time.perf_counter()
     if concurrency == 1:
         for _ in range(n):
@@ -223,6 +222,8 @@ async def main() -> None:
     noop = with_limiter(app, None)
     fixed_view = View(make_scope("192.0.2.1"))
     rotating_views = [View(make_scope(ip)) for ip in IPS]
+    gc.collect()
+    gc.freeze()  # the long-lived setup objects stay out of every later collection
     bare_us: list[float] = []
 
     for round_no in range(args.rounds + 1):  # round 0 warms up and is dropped
@@ -246,23 +247,26 @@ async def main() -> None:
                 else:
                     await s.limiter.check(fixed_view)
 
-            # bare, no-op, limited, no-op, bare: each scenario against the baselines
-            # measured around it, so that drift in machine load cancels out.
-            bare_a = await timed(n, s.concurrency, bare_one)
-            noop_a = await timed(n, s.concurrency, noop_one)
-            limited = await timed(n, s.concurrency, app_one)
-            noop_b = await timed(n, s.concurrency, noop_one)
-            bare_b = await timed(n, s.concurrency, bare_one)
-            check = await timed(n, s.concurrency, check_one)
-            if round_no:
-                bare = (bare_a + bare_b) / 2
-                bare_us.append(bare)
-                s.check_us.append(check)
-                s.app_us.append(limited)
-                s.added_us.append(limited - (noop_a + noop_b) / 2)
-                s.ratio.append(limited / bare)
+            # Small blocks in pairs (no-op middleware, then the limiter), so that the
+            # drift of a shared machine's load cancels out in each pair's difference.
+            block = max(s.concurrency, n // 10 - (n // 10) % s.concurrency)
+            for _ in range(10):
+                bare = await timed(block, s.concurrency, bare_one)
+                noop_us = await timed(block, s.concurrency, noop_one)
+                limited = await timed(block, s.concurrency, app_one)
+                check = await timed(block, s.concurrency, check_one)
+                if round_no:
+                    bare_us.append(bare)
+                    s.check_us.append(check)
+                    s.app_us.append(limited)
+                    s.added_us.append(limited - noop_us)
+                    s.ratio.append(limited / bare)
 
-    print(f"python {sys.version.split()[0]}, {args.rounds} rounds, medians, µs per request")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"python {sys.version.split()[0]}, {args.rounds} rounds, medians, µs per request;"
+        f" load average {load:.2f} on {os.cpu_count()} CPUs"
+    )
     print(f"bare Starlette app (in-process ASGI call): {statistics.median(bare_us):.2f} µs")
     print("check: RateLimiter.check alone; app: the app behind a minimal middleware calling it;")
     print("added: app minus the same middleware without the limiter; ratio: app / bare app")
