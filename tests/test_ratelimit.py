@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,12 @@ def test_match_path_globs_methods_and_hosts() -> None:
     assert not r.matches(Req(method="GET", host="www.example.com"))
     assert not r.matches(Req(host="example.org"))
     assert rule().matches(Req(method="GET", path="/anything", host=""))
+
+
+def test_extra_condition() -> None:
+    r = dataclasses.replace(rule(), condition=lambda req: req.header("x-bot") == "1")
+    assert r.matches(Req(headers={"x-bot": "1"}))
+    assert not r.matches(Req())
 
 
 def test_match_host_with_ipv6_literal() -> None:

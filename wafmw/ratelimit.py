@@ -39,7 +39,7 @@ import math
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -128,13 +128,19 @@ class RateLimitRule:
     key_parts: tuple[tuple[str, str], ...] = (("client_ip", ""),)
     policy_names: tuple[str, ...] = ()
     policy_header: bytes = b""
+    # Any further condition (e.g. a compiled filter condition from the rule file's
+    # engine), checked after path, methods and hosts: set it with
+    # dataclasses.replace(rule, condition=...). Its exceptions propagate.
+    condition: Callable[[Any], bool] | None = None
 
     def matches(self, request: RequestLike) -> bool:
         if self.methods and request.method.upper() not in self.methods:
             return False
         if self.path_re is not None and self.path_re.match(request.path) is None:
             return False
-        return self.host_re is None or self.host_re.match(_host_only(request.host)) is not None
+        if self.host_re is not None and self.host_re.match(_host_only(request.host)) is None:
+            return False
+        return self.condition is None or self.condition(request)
 
     def key_of(self, request: RequestLike) -> tuple[str, ...]:
         """The counter key of a request; a missing value counts as ""."""
