@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Outcome = Literal["allow", "block", "reject", "log", "error"]
+Outcome = Literal["allow", "block", "reject", "log", "error", "rate-limit", "challenge"]
 
 # How much of a matched value a decision (and so a log line) keeps.
 MAX_VALUE_CHARS = 80

@@ -14,7 +14,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .bots import BotConfig, parse_bot_config
+from .client_ip import ClientIPConfig, parse_client_ip_config
 from .errors import Problem, RuleFileError
+from .iplist import IPLists, parse_ip_lists
 from .model import (
     SEVERITY_SCORES,
     BodySettings,
@@ -27,6 +30,7 @@ from .model import (
     Target,
 )
 from .patterns import PatternError, check_pattern
+from .ratelimit import RateLimitRule, parse_rate_limit_rule
 from .rulefile import DEFAULT_LIMITS, Limits, rule_file_spec
 from .yamlsafe import LDict, LList, YAMLProblem, load_yaml
 
@@ -89,6 +93,11 @@ class _Loader:
         self.digest = hashlib.sha256()
         self.settings_doc: LDict | None = None
         self.settings_file = ""
+        self.settings_dir = Path(".")
+        # Sections only the top-level file may hold: (document, file, directory).
+        self.ip_lists_doc: tuple[LDict, str, Path] | None = None
+        self.bots_doc: tuple[LDict, str, Path] | None = None
+        self.rate_limits: list[tuple[LDict, str]] = []
         self.filters: list[_RawFilter] = []
         self.broken_ids: set[int] = set()
         self.exclusions: list[tuple[LDict, str]] = []
@@ -204,17 +213,25 @@ class _Loader:
         top_level: bool,
         bad_filters: set[int],
     ) -> None:
-        if "settings" in doc:
-            if not top_level:
+        for section in _TOP_LEVEL_ONLY:
+            if section in doc and not top_level:
                 self.problem(
                     shown,
-                    doc.key_lines["settings"],
-                    "settings are only allowed in a top-level rule file, not in an included one",
-                    field="settings",
+                    doc.key_lines[section],
+                    f"{section} is only allowed in a top-level rule file, not in an included one",
+                    field=section,
                 )
-            elif self.settings_doc is None:
+        if top_level:
+            if "settings" in doc and self.settings_doc is None:
                 self.settings_doc = doc["settings"]
                 self.settings_file = shown
+                self.settings_dir = path.parent
+            if "ip_lists" in doc and self.ip_lists_doc is None:
+                self.ip_lists_doc = (doc["ip_lists"], shown, path.parent)
+            if "bots" in doc and self.bots_doc is None:
+                self.bots_doc = (doc["bots"], shown, path.parent)
+        for item in doc.get("rate_limits") or []:
+            self.rate_limits.append((item, shown))
         for name, entry in (doc.get("lists") or {}).items():
             self.take_list(name, entry, path, shown, doc["lists"].key_lines[name])
         for index, item in enumerate(doc.get("filters") or []):
@@ -294,11 +311,17 @@ class _Loader:
                 f"{len(self.filters)} filters in all; the limit is {self.limits.max_filters}",
             )
         filters = self.build_filters()
+        rate_limits = self.build_rate_limits({f.id for f in filters} | self.broken_ids)
         exclusions = self.build_exclusions({f.id for f in filters} | self.broken_ids)
+        ip_lists = self.build_ip_lists()
+        bots = self.build_bots()
         if self.problems:
             raise RuleFileError(self.problems)
         active = tuple(f for f in filters if f.paranoia <= settings.paranoia)
         return Ruleset(
+            rate_limits=tuple(r for r in rate_limits if r.paranoia <= settings.paranoia),
+            ip_lists=ip_lists,
+            bots=bots,
             settings=settings,
             filters=active,
             exclusions=exclusions,
@@ -313,6 +336,18 @@ class _Loader:
         if doc is None:
             return Settings()
         body = doc.get("body") or {}
+        client_ip = ClientIPConfig()
+        if "client_ip" in doc:
+            try:
+                client_ip = parse_client_ip_config(doc["client_ip"])
+            except ValueError as exc:
+                field, message = _split_value_error(exc)
+                self.problem(
+                    self.settings_file,
+                    doc.key_lines["client_ip"],
+                    message,
+                    field=f"settings.client_ip.{field}",
+                )
         return Settings(
             mode=doc.get("mode", "enforce"),
             on_error=doc.get("on_error", "open"),
@@ -320,7 +355,88 @@ class _Loader:
             anomaly_threshold=doc.get("anomaly_threshold", 5),
             time_budget_ms=float(doc.get("time_budget_ms", 50.0)),
             body=BodySettings(**body),
+            rate_limit_storage=doc.get("rate_limit_storage", "memory://"),
+            rate_limit_on_error=doc.get("rate_limit_on_error", "open"),
+            client_ip=client_ip,
         )
+
+    def build_rate_limits(self, filter_ids: set[int]) -> list[RateLimitRule]:
+        out: list[RateLimitRule] = []
+        seen: set[int] = set()
+        for d, file in self.rate_limits:
+            rule_id = d.get("id") if isinstance(d.get("id"), int) else None
+            try:
+                rule = parse_rate_limit_rule(d)
+            except ValueError as exc:
+                field, message = _split_value_error(exc)
+                key = field.split(".")[0].split("[")[0]
+                self.problem(
+                    file, d.key_lines.get(key, d.line), message, rule_id=rule_id, field=field
+                )
+                continue
+            if rule.id in filter_ids or rule.id in seen:
+                self.problem(
+                    file,
+                    d.key_lines.get("id", d.line),
+                    "duplicate rule id (rule ids are shared by filters and rate limits)",
+                    rule_id=rule.id,
+                    field="id",
+                )
+                continue
+            seen.add(rule.id)
+            out.append(rule)
+        return out
+
+    def build_ip_lists(self) -> IPLists | None:
+        if self.ip_lists_doc is None:
+            return None
+        doc, file, directory = self.ip_lists_doc
+        spec: dict[str, Any] = {}
+        for key, value in doc.items():
+            if key not in ("allow", "deny"):
+                spec[key] = value
+                continue
+            items: list[str] = []
+            for entry in value:
+                if isinstance(entry, dict):
+                    text = self.read_text(directory / entry["file"], str(directory / entry["file"]))
+                    if text is None:
+                        continue
+                    items += [
+                        stripped
+                        for line in text.splitlines()
+                        if (stripped := line.split("#", 1)[0].strip())
+                    ]
+                else:
+                    items.append(entry)
+            if len(items) > self.limits.max_list_items:
+                self.problem(
+                    file,
+                    doc.key_lines[key],
+                    f"{len(items)} entries; the limit is {self.limits.max_list_items}",
+                    field=f"ip_lists.{key}",
+                )
+                return None
+            spec[key] = items
+        try:
+            return parse_ip_lists(spec)
+        except ValueError as exc:
+            field, message = _split_value_error(exc)
+            key = field.split("[")[0]
+            self.problem(file, doc.key_lines.get(key, doc.line), message, field=f"ip_lists.{field}")
+            return None
+
+    def build_bots(self) -> BotConfig | None:
+        if self.bots_doc is None:
+            return None
+        doc, file, directory = self.bots_doc
+        try:
+            return parse_bot_config(doc, directory)
+        except ValueError as exc:
+            field, message = _split_value_error(exc)
+            key = field.split(".")[0].split("[")[0]
+            self.problem(file, doc.key_lines.get(key, doc.line), message, field=f"bots.{field}")
+            return None
 
     def build_filters(self) -> list[FilterRule]:
         out: list[FilterRule] = []
@@ -483,6 +599,20 @@ class _Loader:
                 )
             )
         return tuple(out)
+
+
+# Sections that only the top-level rule file may hold: an included rule pack must not change
+# the operator's settings, allow-list addresses or the bot policy.
+_TOP_LEVEL_ONLY = ("settings", "ip_lists", "bots")
+
+
+def _split_value_error(exc: ValueError) -> tuple[str, str]:
+    """The parsers of sections raise ValueError("field: message")."""
+    text = str(exc)
+    field, sep, message = text.partition(": ")
+    if not sep or " " in field:
+        return "", text
+    return field, message
 
 
 def _operator_names() -> Iterable[str]:

@@ -19,10 +19,13 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .body import BodyLimits
-from .decision import Decision
+from .decision import Decision, Match
+from .decision import Outcome as DecisionOutcome
 from .engine import Engine, RuleFailure
 from .errors import EvaluationTimeout
 from .events import ErrorReporter, decision_event, emit, request_fields
+from .guards import Guards, Outcome
+from .killswitch import KillState
 from .request import RequestView
 from .responses import request_id, send_denial
 from .store import RulesetStore
@@ -92,6 +95,7 @@ class WAFMiddleware:
         if reload_on_sighup or (reload_on_sighup is None and reload_interval is not None):
             self.store.install_sighup()
         self._errors = ErrorReporter()
+        self._guards = Guards(self.store.active.ruleset)
         self.counters: dict[str, int] = {
             "inspected": 0,
             "blocked": 0,
@@ -118,37 +122,53 @@ class WAFMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        engine, _kill = self.store.engine()  # one snapshot for the whole request
+        engine, kill = self.store.engine()  # one snapshot for the whole request
         settings = engine.settings
         if settings.mode == "off":
             await self.app(scope, receive, send)
             return
+        guards = self._guards_for_active()
         body = settings.body
         view = RequestView(
             scope,
+            client_ip_resolver=guards.resolver,
             body_limits=BodyLimits(json_max_depth=body.json_max_depth, max_fields=body.max_fields),
         )
         consumed: list[Message] = []
         started = time.perf_counter()
+        guard_matches: list[Match] = []
+        answer: Outcome | None = None
         # -- the failure boundary: nothing inside the WAF may reach the app or the server --
         try:
-            decision = await self._inspect(engine, view, receive, consumed)
+            skip_filters = False
+            if guards.active:
+                detect = settings.mode == "detect"
+                answer, skip_filters = await self._guard(guards, view, kill, detect, guard_matches)
+            if answer is not None or skip_filters:
+                decision = Decision("allow", 200, matches=guard_matches)
+            else:
+                decision = await self._inspect(engine, view, receive, consumed)
+                decision.matches[:0] = guard_matches
         except Exception as exc:
             if await self._fail(engine, view, exc, started, send):
                 return
             if consumed:
                 receive = _replaying(consumed, receive)
-            await self.app(scope, receive, send)
+            await self._call_app(guards, view, scope, receive, send)
             return
         # -- outside the boundary --
         self.counters["inspected"] += 1
-        if self.store.candidate is not None:
+        if self.store.candidate is not None and answer is None:
             self._shadow(view, decision)
+        if answer is not None:
+            await self._answer(engine, guards, view, answer, decision, started, send)
+            return
         if decision.outcome in ("block", "reject"):
             self.counters["blocked"] += 1
             rid = request_id(view)
             self._log(engine, decision, view, started, rid, logging.WARNING)
             await send_denial(send, view, decision.status, rid)
+            await guards.observe(view, decision.status)
             return
         if decision.matches:
             self.counters["logged"] += 1
@@ -156,7 +176,93 @@ class WAFMiddleware:
             self._log(engine, decision, view, started, request_id(view), logging.INFO)
         if consumed:
             receive = _replaying(consumed, receive)
-        await self.app(scope, receive, send)
+        await self._call_app(guards, view, scope, receive, send)
+
+    def _guards_for_active(self) -> Guards:
+        """The guards of the active ruleset; rebuilt after a reload, keeping counters and
+        behaviour state whose configuration did not change."""
+        active = self.store.active.ruleset
+        guards = self._guards
+        if guards.ruleset is not active:
+            fresh = Guards(active)
+            fresh.carry_over(guards)
+            self._guards = guards = fresh
+        return guards
+
+    @staticmethod
+    async def _guard(
+        guards: Guards, view: RequestView, kill: KillState, detect: bool, logged: list[Match]
+    ) -> tuple[Outcome | None, bool]:
+        """IP lists, then rate limits, then bots. Returns an answer to send (or None) and
+        whether the pattern filters are to be skipped (an allow-listed client)."""
+        outcome = guards.ip_list(view, kill, detect)
+        if outcome is not None and outcome.allow_rest:
+            return None, True
+        for check in (guards.rate_limit, guards.bot):
+            if outcome is not None:
+                if outcome.match is not None:
+                    logged.append(outcome.match)
+                if not outcome.detect_only and outcome.status:
+                    return outcome, False
+            outcome = await check(view, kill, detect)
+        if outcome is not None:
+            if outcome.match is not None:
+                logged.append(outcome.match)
+            if not outcome.detect_only and outcome.status and outcome.status != 200:
+                return outcome, False
+            if outcome.body is not None:  # the challenge verification endpoint's own answer
+                return outcome, False
+        return None, False
+
+    async def _answer(
+        self,
+        engine: Engine,
+        guards: Guards,
+        view: RequestView,
+        answer: Outcome,
+        decision: Decision,
+        started: float,
+        send: Send,
+    ) -> None:
+        """Send a guard's answer: a denial page, 429 with its headers, a challenge."""
+        rid = request_id(view)
+        kinds: dict[int, DecisionOutcome] = {403: "block", 429: "rate-limit", 503: "error"}
+        if answer.match is not None and answer.match.action == "challenge":
+            decision.outcome = "challenge"
+        else:
+            decision.outcome = kinds.get(answer.status, "allow")
+        decision.status = answer.status
+        decision.would_block = answer.status >= 400
+        if answer.match is not None:
+            self.counters["blocked"] += 1
+            self._log(engine, decision, view, started, rid, logging.WARNING)
+        if answer.body is None or view.scope["type"] == "websocket":
+            await send_denial(send, view, answer.status, rid, answer.headers)
+        else:
+            headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
+            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer.body})
+        await guards.observe(view, answer.status)
+
+    async def _call_app(
+        self, guards: Guards, view: RequestView, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Call the app; with bot behaviour on, note the status it answered with."""
+        if guards.detector is None:
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def noting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_send)
+        finally:
+            await guards.observe(view, status or 500)
 
     async def _inspect(
         self, engine: Engine, view: RequestView, receive: Receive, consumed: list[Message]

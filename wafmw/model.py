@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from .client_ip import ClientIPConfig
+
+if TYPE_CHECKING:
+    from .bots import BotConfig
+    from .iplist import IPLists
+    from .ratelimit import RateLimitRule
 
 Mode = Literal["enforce", "detect", "off"]
 OnError = Literal["open", "closed"]
@@ -50,7 +57,7 @@ COMPARATORS = ("gt", "ge", "lt", "le", "eq")
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: str
-    name: str | None = None  # lowercase for headers and args? no: exact for args/cookies/body
+    name: str | None = None  # lowercase for headers; exact for args, cookies and body fields
 
     def __str__(self) -> str:
         return self.kind if self.name is None else f"{self.kind}:{self.name}"
@@ -148,8 +155,11 @@ class Settings:
     anomaly_threshold: int = 5
     time_budget_ms: float = 50.0
     body: BodySettings = field(default_factory=BodySettings)
-    # Kept as validated plain data until the rate-limit/client-identity parts compile it.
-    extra: tuple[tuple[str, Any], ...] = ()
+    # Any `limits` storage URI: memory:// (one process) or redis:// and friends (shared).
+    rate_limit_storage: str = "memory://"
+    # A storage failure is an on_error event of the rate-limit group (see docs/rate-limits.md).
+    rate_limit_on_error: OnError = "open"
+    client_ip: ClientIPConfig = field(default_factory=ClientIPConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,3 +173,6 @@ class Ruleset:
     version: str = ""
     # Filters left out because their paranoia is above settings.paranoia.
     skipped_by_paranoia: int = 0
+    rate_limits: tuple[RateLimitRule, ...] = ()
+    ip_lists: IPLists | None = None
+    bots: BotConfig | None = None

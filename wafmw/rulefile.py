@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import ALL_TARGETS, COMPARATORS, NAMED_TARGETS, OPERATORS, SEVERITY_SCORES
-from .schema import AnyOf, Bool, Enum, Int, List, MapOf, Num, Obj, Spec, Str
+from .bots import CONFIG_SCHEMA as BOTS_CONFIG_SCHEMA
+from .ratelimit import STRATEGIES
+from .schema import AnyOf, Anything, Bool, Enum, Int, List, MapOf, Num, Obj, Spec, Str
 from .transforms import TRANSFORMS
 
 FORMAT_VERSION = 1
@@ -127,6 +129,42 @@ def _spec(limits: Limits) -> Obj:
             ),
         }
     )
+    file_entry = Obj(fields={"file": Str(min_length=1)}, required=frozenset({"file"}))
+    ip_entries = List(
+        items=AnyOf(options=((str, Str(min_length=1, max_length=64)), (dict, file_entry))),
+        max_items=limits.max_list_items,
+    )
+    ip_lists = Obj(
+        fields={"allow": ip_entries, "deny": ip_entries, "allow_skips_rules": Bool()},
+        description="allow/deny lists of addresses and CIDR networks (docs/rate-limits.md)",
+    )
+    one_or_many = AnyOf(
+        options=((str, Str(min_length=1)), (list, List(items=Str(min_length=1), min_items=1)))
+    )
+    rate_limit = Obj(
+        fields={
+            "id": Int(minimum=1, maximum=999_999_999),
+            "msg": Str(min_length=1, max_length=512),
+            "tags": List(items=Str(min_length=1, max_length=128), max_items=32),
+            "paranoia": Int(minimum=1, maximum=4),
+            "mode": mode_override,
+            "on_error": on_error,
+            "match": Obj(
+                fields={"path": one_or_many, "methods": one_or_many, "hosts": one_or_many}
+            ),
+            "limit": Str(min_length=1, max_length=256, description='e.g. "100/minute;1000/hour"'),
+            "strategy": Enum(values=tuple(STRATEGIES)),
+            "key": one_or_many,
+            "cost": Int(minimum=1),
+            "ban_seconds": Int(minimum=0),
+        },
+        required=frozenset({"id", "msg", "limit"}),
+        description="a rate limit (docs/rate-limits.md)",
+    )
+    bots = Obj(
+        fields={key: Anything() for key in BOTS_CONFIG_SCHEMA},
+        description="bot heuristics, score rules and the challenge (docs/bots.md)",
+    )
     settings = Obj(
         fields={
             "mode": Enum(values=("enforce", "detect", "off")),
@@ -140,6 +178,14 @@ def _spec(limits: Limits) -> Obj:
                     "oversize": Enum(values=("inspect_partial", "reject")),
                     "json_max_depth": Int(minimum=1, maximum=256),
                     "max_fields": Int(minimum=1, maximum=100_000),
+                }
+            ),
+            "rate_limit_storage": Str(min_length=1, max_length=2048),
+            "rate_limit_on_error": on_error,
+            "client_ip": Obj(
+                fields={
+                    "trusted_proxies": List(items=Str(min_length=1), max_items=10_000),
+                    "header": Str(min_length=1, max_length=128),
                 }
             ),
         }
@@ -158,6 +204,9 @@ def _spec(limits: Limits) -> Obj:
             "lists": MapOf(values=list_entry, max_items=1000),
             "filters": List(items=filter_rule, max_items=limits.max_filters),
             "exclusions": List(items=exclusion, max_items=10_000),
+            "rate_limits": List(items=rate_limit, max_items=1000),
+            "ip_lists": ip_lists,
+            "bots": bots,
         },
         required=frozenset({"wafmw"}),
         description="A wafmw rule file (docs/rule-format.md).",

@@ -289,6 +289,17 @@ class AnyOf(Spec):
         return self._with_doc({"anyOf": [spec.json_schema() for _, spec in self.options]})
 
 
+@dataclass(frozen=True)
+class Anything(Spec):
+    """Any value: for sections validated in depth by their own parser (e.g. `bots`)."""
+
+    def check(self, value: Any, path: str, line: int | None, out: list[Found]) -> None:
+        return None
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._with_doc({})
+
+
 def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
     return kinds if isinstance(kinds, tuple) else (kinds,)
 
