@@ -245,6 +245,10 @@ _DANGEROUS_FUNCS = frozenset(
         "pg_ls_dir",
     ]
 )
+# tokens that may stand next to an injected expression: logic, separators, brackets
+_EDGE = frozenset(
+    {"or", "and", "xor", "||", "&&", "(", ")", ",", ";", "where", "having", "when", "on", "not"}
+)
 _TIMING = frozenset(
     {"sleep", "benchmark", "pg_sleep", "dbms_pipe", "dbms_lock", "randomblob", "waitfor"}
 )
@@ -420,6 +424,22 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
                 and (a[0] in ("n", "s", "f", "v") or a[1] in ("true", "false", "not"))
             ):
                 return True
+        # literal <compare> literal: 1=1, 'a'='a', 42<=>42, 11!=1, '1' not regexp '2'
+        if kind in ("n", "s") and i + 2 < n and (i == 0 or words[i - 1] in _EDGE):
+            op, b = toks[i + 1], toks[i + 2]
+            j = i + 3
+            if op[1] == "not" and i + 3 < n:
+                op, b = toks[i + 2], toks[i + 3]
+                j = i + 4
+            if j < n and words[j] not in _EDGE and toks[j][0] != "c":
+                op = ("", "")
+            if op[1] in _COMPARE and op[1] not in ("<", ">") and b[0] in ("n", "s"):
+                return True
+            if op[1] in ("<", ">") and b[0] in ("n", "s") and kind == b[0] == "s":
+                return True
+        # <logic> operand <compare> at the very end: a payload cut short (xor 2 <)
+        if text in _LOGIC and i + 2 == n - 1 and _is_operand(toks[i + 1]) and words[-1] in _COMPARE:
+            return True
         # SELECT ... FROM with a recon or function shape, or select at the very start after a
         # break-out
         if text == "select" and broke_out and (i == 0 or words[i - 1] in ("(", ";")):
@@ -441,8 +461,7 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
         if (
             text == "having"
             and i + 2 < n
-            and _is_operand(toks[i + 1])
-            and toks[i + 2][1] in _COMPARE
+            and (toks[i + 1][0] == "f" or (_is_operand(toks[i + 1]) and toks[i + 2][1] in _COMPARE))
         ):
             return True
     if broke_out and n:
@@ -450,7 +469,9 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
         # the literal was closed and the rest is commented away: admin'-- / 1'#
         if first[0] == "c":
             return True
-        if first[1] == ";" and n > 1 and words[1] in _STATEMENTS:
+        if first[1] == ";" and (n == 1 or words[1] in _STATEMENTS or toks[1][0] == "c"):
+            return True
+        if first[1] == "union" and (n == 1 or words[1] in ("all", "select", "distinct", "(")):
             return True
         if first[0] == "o" and first[1] in ("||", "+", "&&", "|", "^", "*", "-") and n > 1:
             return toks[1][0] in ("f", "s", "n", "v", "(") and n >= 3
@@ -466,7 +487,8 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
 
 _SQL_PREFILTER = (
     r"['\"`;#()=<>|&]|--|/\*|@@|\b(?:union|select|sleep|benchmark|waitfor|having|order\s+by"
-    r"|group\s+by|into\s+(?:out|dump)file|or|and|xor|information_schema|exec)\b"
+    r"|group\s+by|into\s+(?:out|dump)file|or|and|xor|information_schema|exec|like|is|regexp)\b"
+    r"|[\x{2018}\x{2019}]"
 )
 
 
@@ -474,6 +496,8 @@ def sqli(value: str) -> bool:
     """Whether `value` reads as an SQL injection in any quoting context."""
     try:
         s = value[:_MAX_INPUT].lower()
+        if "\u2019" in s or "\u2018" in s:
+            s = s.replace("\u2019", "'").replace("\u2018", "'")
         if _SCHEMA_WORDS.search(s) and ("select" in s or "from" in s or "(" in s):
             return True
         if _sql_shapes(_tokens(s), broke_out=False):
