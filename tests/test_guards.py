@@ -85,7 +85,7 @@ async def test_forwarded_for_from_trusted_proxy_keys_by_real_client(
     write_rules: Callable[..., Path],
 ) -> None:
     waf = WAFMiddleware(EchoApp(), rules=write_rules(LOGIN_LIMIT.format(storage="memory://")))
-    for i in range(5):
+    for _ in range(5):
         assert (await call(waf, login(peer="10.1.2.3", xff="198.51.100.7"))).status == 200
     assert (await call(waf, login(peer="10.1.2.3", xff="198.51.100.7"))).status == 429
     # Behind the same proxy, another real client has its own quota.
