@@ -432,10 +432,14 @@ _BUCKETS = 1000
 
 
 class _Moving:
-    __slots__ = ("buckets", "total")
+    """Buckets oldest first, in two parallel lists (far smaller than a deque of
+    pairs: the common key has one or two buckets)."""
+
+    __slots__ = ("stamps", "total", "units")
 
     def __init__(self) -> None:
-        self.buckets: deque[list[float]] = deque()
+        self.stamps: list[float] = []  # the latest hit of each bucket
+        self.units: list[int] = []
         self.total = 0
 
 
@@ -455,29 +459,34 @@ def _fixed_state(w: list[Any], now: float, period: float) -> tuple[int, float]:
 
 
 def _moving_state(mv: _Moving, now: float, period: float) -> int:
-    buckets = mv.buckets
-    horizon = now - period
-    while buckets and buckets[0][0] <= horizon:
-        mv.total -= int(buckets.popleft()[1])
+    stamps = mv.stamps
+    if stamps and stamps[0] <= now - period:
+        horizon = now - period
+        gone = 1
+        while gone < len(stamps) and stamps[gone] <= horizon:
+            gone += 1
+        mv.total -= sum(mv.units[:gone])
+        del stamps[:gone]
+        del mv.units[:gone]
     return mv.total
 
 
 def _moving_add(mv: _Moving, now: float, period: float, units: int) -> None:
-    buckets = mv.buckets
-    if buckets and now - buckets[-1][0] < period / _BUCKETS:
-        last = buckets[-1]
-        last[0] = now
-        last[1] += units
+    stamps = mv.stamps
+    if stamps and now - stamps[-1] < period / _BUCKETS:
+        stamps[-1] = now
+        mv.units[-1] += units
     else:
-        buckets.append([now, units])
+        stamps.append(now)
+        mv.units.append(units)
     mv.total += units
 
 
 def _moving_retry(mv: _Moving, now: float, period: float, cost: int, amount: int) -> float:
     """Seconds until `cost` more units fit."""
     excess = mv.total + cost - amount
-    for stamp, units in mv.buckets:
-        excess -= int(units)
+    for stamp, units in zip(mv.stamps, mv.units, strict=True):
+        excess -= units
         if excess <= 0:
             return stamp + period - now
     return period  # not reached: cost <= amount
@@ -612,7 +621,7 @@ class _MemoryBackend:
             return None
         remaining = [a - u - cost for a, u in zip(amounts, used, strict=True)]
         if code == _MOVING:
-            resets = [w.buckets[0][0] + p - now for w, p in zip(windows, periods, strict=True)]
+            resets = [w.stamps[0] + p - now for w, p in zip(windows, periods, strict=True)]
         return _result(rule, False, 0.0, remaining, resets)
 
 
