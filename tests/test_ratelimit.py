@@ -446,3 +446,18 @@ def test_glob_is_literal_except_star_and_question_mark() -> None:
     assert not r.matches(Req(path="/a1/b"))
     assert r.matches(Req(path="/v2/x"))
     assert not r.matches(Req(path="/v22/x"))
+
+
+async def test_moving_window_buckets_are_bounded(clock: Clock) -> None:
+    limiter = RateLimiter([rule(limit="1000/minute", strategy="moving-window")])
+    for _ in range(900):  # one hit every 0.05 s for 45 s: 900 hits, all allowed
+        assert await limiter.check(Req()) is None
+        clock.now += 0.05
+    backend = limiter._backend
+    assert isinstance(backend, ratelimit._MemoryBackend)
+    (entry,) = backend._state.values()
+    window = entry.windows[0]
+    assert window.total == 900
+    assert len(window.stamps) <= 100  # hits 0.05 s apart share 0.6 s buckets
+    clock.now += 15.0  # the first hits leave; the buckets were stamped late, never early
+    assert window.total == 900 and await limiter.check(Req()) is None

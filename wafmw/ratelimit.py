@@ -423,12 +423,12 @@ class _MemEntry:
         self.windows = windows
 
 
-# A moving window keeps [last hit time, units] buckets rather than one timestamp per
+# A moving window keeps (last hit time, units) buckets rather than one timestamp per
 # unit: hits closer together than 1/_BUCKETS of the window share a bucket stamped
 # with the latest of them. A unit may so be counted up to window/_BUCKETS longer
-# than its own age says (stricter, never laxer), and a key holds at most about
-# _BUCKETS buckets per limit whatever the amount.
-_BUCKETS = 1000
+# than its own age says (stricter, never laxer), and a key holds at most
+# min(amount, _BUCKETS) buckets per limit whatever the traffic.
+_BUCKETS = 100
 
 
 class _Moving:
