@@ -22,6 +22,7 @@ import asyncio
 import collections
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ class _App:
         await PlainTextResponse("ok")(scope, receive, send)
 
 
-def _scope(rec: dict[str, Any], body: bytes) -> Scope:
+def _scope(rec: dict[str, Any], body: bytes, n: int) -> Scope:
     raw_path = rec["path"].encode("utf-8")
     path = unquote_to_bytes(rec["path"]).decode("utf-8", "replace")
     headers = [(k.lower().encode("latin-1"), v.encode("utf-8")) for k, v in rec["headers"]]
@@ -68,12 +69,14 @@ def _scope(rec: dict[str, Any], body: bytes) -> Scope:
         "root_path": "",
         "query_string": rec.get("query", "").encode("utf-8"),
         "headers": headers,
-        "client": ("203.0.113.7", 50000),
+        # one client per record: the records are independent requests, and per-client state
+        # (rate limits, bot scores) must not carry over from one record to the next
+        "client": (f"198.18.{(n >> 8) & 255}.{n & 255}", 50000),
         "server": ("localhost", 80),
     }
 
 
-async def _replay(mw: WAFMiddleware, app: _App, rec: dict[str, Any]) -> tuple[bool, int]:
+async def _replay(mw: WAFMiddleware, app: _App, rec: dict[str, Any], n: int) -> tuple[bool, int]:
     body = rec.get("body", "").encode("utf-8")
     sent = False
     status = 0
@@ -92,7 +95,7 @@ async def _replay(mw: WAFMiddleware, app: _App, rec: dict[str, Any]) -> tuple[bo
             status = int(msg["status"])
 
     app.reached = False
-    await mw(_scope(rec, body), receive, send)
+    await mw(_scope(rec, body, n), receive, send)
     return (not app.reached), status
 
 
@@ -114,6 +117,9 @@ async def _main(args: argparse.Namespace) -> int:
     # one decision line per blocked request would drown the report
     logging.getLogger("wafmw").setLevel(logging.CRITICAL + 1)
     logging.getLogger("wafmw").propagate = False
+    if args.no_bots:
+        groups = [g for g in os.environ.get("WAFMW_DISABLE_GROUPS", "").split(",") if g]
+        os.environ["WAFMW_DISABLE_GROUPS"] = ",".join([*groups, "bots"])
     records = _load(args.corpus, args.max_pl)
     app = _App()
     rules: Any = args.rules if args.rules else None
@@ -123,8 +129,8 @@ async def _main(args: argparse.Namespace) -> int:
     stats: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])
     statuses: collections.Counter[int] = collections.Counter()
     t0 = time.perf_counter()
-    for rec in records:
-        blocked, status = await _replay(mw, app, rec)
+    for n, rec in enumerate(records):
+        blocked, status = await _replay(mw, app, rec, n)
         if blocked:
             statuses[status] += 1
         st = stats[rec.get("category", "other")]
@@ -186,6 +192,11 @@ def main() -> int:
     ap.add_argument("--max-pl", type=int, choices=(1, 2, 3, 4), help="drop CRS attacks above PL N")
     ap.add_argument("--misses", metavar="CATEGORY", help="list missed attacks (or 'all')")
     ap.add_argument("--fps", action="store_true", help="list blocked benign requests")
+    ap.add_argument(
+        "--no-bots",
+        action="store_true",
+        help="bot heuristics off (kill switch WAFMW_DISABLE_GROUPS=bots): pattern rules only",
+    )
     return asyncio.run(_main(ap.parse_args()))
 
 
