@@ -416,6 +416,61 @@ async def test_recovers_when_redis_comes_back(
     assert any("available again" in m for m in messages)
 
 
+class Forwarder:
+    """A TCP forwarder to the real Redis that can be stopped (connections cut) and restarted."""
+
+    def __init__(self, port: int) -> None:
+        target = urlsplit(REDIS_URL)
+        self.host, self.target_port = target.hostname or "127.0.0.1", target.port or 6379
+        self.port = port
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers = []
+        await asyncio.sleep(0.01)
+
+
+async def test_redis_stopped_mid_test_and_back(prefix: str) -> None:
+    forwarder = Forwarder(free_port())
+    await forwarder.start()
+    r = rule(limit="4/minute")
+    url = f"redis://127.0.0.1:{forwarder.port}"
+    try:
+        async with limiter_of([r], url, key_prefix=prefix, retry_interval=0.1) as limiter:
+            assert allowed(await run(limiter, 2)) == 2
+            await forwarder.stop()  # Redis "goes away" with the connection open
+            for _ in range(5):
+                with pytest.raises(StorageUnavailable):
+                    await limiter.check(Req())
+            await forwarder.start()
+            await asyncio.sleep(0.15)
+            # Back, with the counts kept by Redis meanwhile: two more, then refused.
+            assert allowed(await run(limiter, 4)) == 2
+    finally:
+        await forwarder.stop()
+
+
 async def test_password_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     url = f"redis://user:s3cret@127.0.0.1:{free_port()}"
     caplog.set_level(logging.WARNING, logger="wafmw")
