@@ -131,7 +131,9 @@ _CATALOGUE: Final = (
                "User-Agent of an HTTP client library or command-line tool"),
     SignalSpec(913102, "automation-user-agent", 60, "request",
                "automation or headless-browser marker in User-Agent or sec-ch-ua"),
-    SignalSpec(913103, "missing-user-agent", 45, "request", "no or an empty User-Agent"),
+    # As strong as a library's name, not more: health checks, probes and simple scripts often
+    # send none, and a missing header alone must not refuse them (it scores 15: automated).
+    SignalSpec(913103, "missing-user-agent", 35, "request", "no or an empty User-Agent"),
     SignalSpec(913104, "unrecognised-user-agent", 10, "request",
                "a User-Agent that is neither a known browser nor a known client"),
     SignalSpec(913105, "declared-bot-user-agent", 25, "request",
