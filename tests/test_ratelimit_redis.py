@@ -569,3 +569,27 @@ async def test_cancelled_requests_do_not_desynchronise_replies(prefix: str) -> N
     async with limiter_of([one], REDIS_URL, key_prefix=prefix) as limiter:
         results = await run(limiter, 3)
         assert [r is None for r in results] == [True, False, False]
+
+
+@pytest.mark.parametrize("runner", ["resp", "redis-py"])
+def test_one_limiter_used_from_two_event_loops(runner: str, prefix: str) -> None:
+    """A limiter outlives an event loop (test clients, restarts) and keeps working."""
+    from wafmw import ratelimit
+
+    limiter = RateLimiter([rule(limit="3/minute")], REDIS_URL, key_prefix=prefix, timeout=1.0)
+    backend = limiter._backend
+    assert isinstance(backend, ratelimit._RedisBackend)
+    if runner == "redis-py":
+        backend._runner = ratelimit._RedisPyRunner(REDIS_URL, 1.0)
+        backend._errors = backend._runner.errors
+
+    async def two() -> int:
+        return allowed(await run(limiter, 2))
+
+    assert asyncio.run(two()) == 2
+    assert asyncio.run(two()) == 1  # a new loop, the same counts in Redis
+
+    async def close() -> None:
+        await limiter.close()
+
+    asyncio.run(close())

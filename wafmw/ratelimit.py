@@ -1076,6 +1076,7 @@ class _RespRunner:
         # bounded by `timeout`.
         self._connect_timeout = max(timeout, _MIN_CONNECT_TIMEOUT)
         self._proto: _RespProtocol | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Task[_RespProtocol] | None = None
         self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
         self.errors: tuple[type[BaseException], ...] = (
@@ -1105,6 +1106,13 @@ class _RespRunner:
         return proto
 
     async def _connection(self) -> _RespProtocol:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Used from another event loop than before (a test client, a restarted
+            # server): the old connection belongs to the old loop; leave it alone.
+            self._loop = loop
+            self._proto = None
+            self._connecting = None
         proto = self._proto
         if proto is not None and not proto.closed:
             return proto
@@ -1112,17 +1120,19 @@ class _RespRunner:
         if connecting is None:
             # A task of its own: a request cancelled while waiting must not cancel
             # the connection every other request is waiting for.
-            connecting = asyncio.get_running_loop().create_task(
-                asyncio.wait_for(self._open(), self._connect_timeout)
-            )
+            connecting = loop.create_task(asyncio.wait_for(self._open(), self._connect_timeout))
             connecting.add_done_callback(self._connected)
             self._connecting = connecting
         return await asyncio.shield(connecting)
 
     def _connected(self, task: asyncio.Task[_RespProtocol]) -> None:
-        self._connecting = None
+        if self._connecting is task:
+            self._connecting = None
         if not task.cancelled() and task.exception() is None:
-            self._proto = task.result()
+            if task.get_loop() is self._loop:
+                self._proto = task.result()
+            else:
+                task.result().abort(ConnectionError("opened on a loop no longer in use"))
 
     async def _reply(self, proto: _RespProtocol, payload: bytes) -> Any:
         transport = proto.transport
@@ -1154,6 +1164,9 @@ class _RespRunner:
         return reply
 
     async def close(self) -> None:
+        if asyncio.get_running_loop() is not self._loop:
+            self._proto = self._connecting = None  # another loop's; nothing to do from here
+            return
         if self._connecting is not None:
             self._connecting.cancel()
             with contextlib.suppress(BaseException):
@@ -1192,14 +1205,20 @@ class _RedisPyRunner:
             TimeoutError,
             asyncio.TimeoutError,
         )
-        self._client: Any = redis_asyncio.Redis.from_url(
-            uri,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-            **_no_client_setinfo(),
-        )
+
+        def make_client() -> Any:
+            return redis_asyncio.Redis.from_url(
+                uri,
+                socket_timeout=timeout,
+                socket_connect_timeout=max(timeout, _MIN_CONNECT_TIMEOUT),
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+                **_no_client_setinfo(),
+            )
+
+        self._make_client = make_client
+        self._client: Any = make_client()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sha = hashlib.sha1(_LUA.encode()).hexdigest()
         self._busy = False
         self._queue: list[_Queued] = []
@@ -1209,6 +1228,13 @@ class _RedisPyRunner:
         """Run the script; calls made while another is on the wire queue up and
         go out together as one pipeline, so one connection carries everything and a
         burst of requests costs one round trip per queue, not one connection each."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # redis-py's connections belong to the loop that opened them.
+            if self._loop is not None:
+                self._client = self._make_client()
+                self._busy, self._queue, self._drainer = False, [], None
+            self._loop = loop
         if self._busy:
             future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
             self._queue.append((keys, args, future))
@@ -1272,6 +1298,8 @@ class _RedisPyRunner:
             self._busy = False
 
     async def close(self) -> None:
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            return  # the client's connections belong to another loop
         if self._drainer is not None and not self._drainer.done():
             self._drainer.cancel()
             with contextlib.suppress(BaseException):
