@@ -2,24 +2,26 @@
 
     python benchmarks/ratelimit_bench.py [--redis redis://127.0.0.1:6379] [--rounds 15]
 
-Every scenario is measured two ways, in the same run, interleaved round by round
-(so that machine noise hits all of them alike), and reported as medians:
+Not part of the test run. For every scenario, in small interleaved blocks (so
+that the drift of a shared machine's load hits everything alike), medians of:
 
 * ``check``: RateLimiter.check alone, µs per call;
-* ``app``:   a bare Starlette app driven in-process through ASGI, with and without
-  a minimal ASGI wrapper that calls RateLimiter.check first; the difference is the
-  cost a request pays, also shown as a ratio to the bare app.
+* ``app``:   a bare Starlette app driven in-process through ASGI behind a minimal
+  middleware that builds a request view and calls RateLimiter.check first;
+* ``added``: ``app`` minus the same middleware without the limiter, measured in
+  the block just before: what the rate limit costs a request;
+* ``ratio``: ``app`` over the bare Starlette app (no middleware at all).
 
 Scenarios (the limiter answers "allowed" unless the name says otherwise):
 
 * memory/<strategy>: 1,000,000/minute on one client, never limited;
-* redis/large:      1,000,000/minute on one client: local pre-counting, a round
-  trip every K = 10,000 → capped by batch_max_age (50 ms);
-* redis/exact:      100/minute keyed on a different client each request, so every
-  request needs its own round trip (the exact path, worst case);
-* redis/exact-x50:  the same with 50 requests in flight at once (one pipeline);
-* redis/flooded:    5/minute on one client, nearly every request refused (answered
-  locally until the key frees).
+* redis/large:      1,000,000/minute on one client: local pre-counting
+  (K = 10,000 units per round trip, at most 50 ms between round trips);
+* redis/exact:      100/minute on a different client each request, so every
+  request is decided by Redis (the exact path, one round trip each);
+* redis/exact-x50:  the same with 50 requests in flight at once (pipelined);
+* redis/flooded:    5/minute on one client, nearly every request refused
+  (answered locally until the key frees; the app is not called).
 """
 
 from __future__ import annotations
