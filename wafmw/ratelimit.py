@@ -134,7 +134,8 @@ class RateLimitRule:
     condition: Callable[[Any], bool] | None = None
 
     def matches(self, request: RequestLike) -> bool:
-        if self.methods and request.method.upper() not in self.methods:
+        methods = self.methods
+        if methods and request.method not in methods and request.method.upper() not in methods:
             return False
         if self.path_re is not None and self.path_re.match(request.path) is None:
             return False
@@ -144,6 +145,9 @@ class RateLimitRule:
 
     def key_of(self, request: RequestLike) -> tuple[str, ...]:
         """The counter key of a request; a missing value counts as ""."""
+        parts = self.key_parts
+        if len(parts) == 1 and parts[0][0] == "client_ip":
+            return (request.client_ip or "",)  # the common case, kept short
         values: list[str] = []
         for kind, name in self.key_parts:
             if kind == "client_ip":
@@ -1620,6 +1624,9 @@ class RateLimiter:
             )
         else:
             raise ValueError(f"rate_limit_storage: {storage_uri!r} is not a storage URI")
+        backend = self._backend
+        self._memory = backend if isinstance(backend, _MemoryBackend) else None
+        self._remote = backend if isinstance(backend, (_RedisBackend, _LimitsBackend)) else None
 
     @property
     def local_keys(self) -> int:
@@ -1633,14 +1640,17 @@ class RateLimiter:
         want = self._success_headers
         detected: RateLimitResult | None = None
         best: RateLimitResult | None = None
+        memory, remote = self._memory, self._remote
         for index, rule in enumerate(self.rules):
             if not rule.matches(request):
                 continue
             key = rule.key_of(request)
-            if isinstance(backend, _MemoryBackend):
-                result = backend.check(index, rule, key, want)
-            else:
-                result = await backend.check(index, rule, key, want)
+            if memory is not None:
+                result = memory.check(index, rule, key, want)
+            elif remote is not None:
+                result = await remote.check(index, rule, key, want)
+            else:  # pragma: no cover - one of the two is set whenever there are rules
+                continue
             if result is None:
                 continue
             if result.limited:
