@@ -238,3 +238,48 @@ async def test_googlebot_from_outside_its_network_is_not_verified() -> None:
     inside = await call(waf, http_scope("/", headers=googlebot, client=("66.249.66.1", 1)))
     assert inside.status == 200
     assert seen["bot"].verified_crawler == "googlebot"  # type: ignore[attr-defined]
+
+
+async def test_rate_limit_matched_by_a_filter_condition(write_rules: Callable[..., Path]) -> None:
+    rules = write_rules(
+        "wafmw: 1\n"
+        "rate_limits:\n"
+        "  - id: 300030\n"
+        "    msg: anonymous API calls\n"
+        "    match:\n"
+        "      path: /api/*\n"
+        "      when: {targets: ['headers:x-api-key'], count: {eq: 0}}\n"
+        "    limit: 2/minute\n"
+    )
+    waf = WAFMiddleware(EchoApp(), rules=rules)
+    anonymous = [(await call(waf, http_scope("/api/items"))).status for _ in range(3)]
+    assert anonymous == [200, 200, 429]
+    keyed = http_scope("/api/items", headers=[("host", "t"), ("x-api-key", "k1")])
+    assert [(await call(waf, keyed)).status for _ in range(3)] == [200, 200, 200]
+
+
+async def test_rate_limit_condition_errors_name_the_place(
+    write_rules: Callable[..., Path],
+) -> None:
+    rules = write_rules(
+        "wafmw: 1\nrate_limits:\n  - id: 9\n    msg: m\n    limit: 1/minute\n"
+        "    match: {when: {targets: [body], contains: x}}\n"
+    )
+    with pytest.raises(RuleFileError) as info:
+        WAFMiddleware(EchoApp(), rules=rules)
+    (problem,) = info.value.problems
+    assert problem.rule_id == 9 and problem.field == "match.when.targets"
+
+
+async def test_reload_keeps_counters_when_limits_unchanged(
+    write_rules: Callable[..., Path],
+) -> None:
+    text = LOGIN_LIMIT.format(storage="memory://")
+    path = write_rules(text)
+    waf = WAFMiddleware(EchoApp(), rules=path)
+    assert [(await call(waf, login())).status for _ in range(4)] == [200] * 4
+    path.write_text(text + "filters:\n  - {id: 1, msg: m, targets: [args], contains: evil}\n")
+    assert waf.reload() is True
+    # The filter change did not reset the login counter: one more, then 429.
+    assert [(await call(waf, login())).status for _ in range(2)] == [200, 429]
+    assert (await call(waf, http_scope("/?q=evil"))).status == 403

@@ -29,7 +29,7 @@ import re2
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .errors import EvaluationTimeout
-from .model import Comparison, FilterRule, Ruleset, Target
+from .model import Comparison, FilterRule, Ruleset, Settings, Target
 from .patterns import CompiledPattern, compile_pattern, is_anchored, re2_options
 from .request import SEPARATOR, RequestView
 from .transforms import TRANSFORMS
@@ -390,3 +390,16 @@ def _label(target: Target, name: str) -> str:
     if target.kind in ("args", "headers", "cookies", "body") and name:
         return f"{target.kind}:{name}"
     return target.kind
+
+
+def compile_condition(rule: FilterRule) -> Callable[[RequestView], bool]:
+    """A filter as a yes/no condition on the request head (a rate limit's `match.when`)."""
+    engine = Engine(Ruleset(settings=Settings(), filters=(rule,)))
+    (group,) = engine.groups
+    (compiled,) = (*group.set_filters, *group.direct_head)
+
+    def condition(view: RequestView) -> bool:
+        deadline = time.perf_counter() + 0.05
+        return engine._check(compiled, view, deadline, False) is not None
+
+    return condition

@@ -168,9 +168,11 @@ class Guards:
             with contextlib.suppress(Exception):
                 await self.detector.observe(view, status)
 
-    async def close(self) -> None:
+    async def close(self, keep: Guards | None = None) -> None:
+        """Close the storage connections, except those `keep` took over."""
+        kept = (keep.limiter, keep.detector) if keep is not None else ()
         for part in (self.limiter, self.detector):
-            if part is not None:
+            if part is not None and not any(part is k for k in kept):
                 with contextlib.suppress(Exception):
                     await part.close()
 

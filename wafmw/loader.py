@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -365,8 +365,18 @@ class _Loader:
         seen: set[int] = set()
         for d, file in self.rate_limits:
             rule_id = d.get("id") if isinstance(d.get("id"), int) else None
+            match = d.get("match")
+            when = match.get("when") if isinstance(match, dict) else None
+            condition = None
+            if when is not None:
+                condition = self.build_condition(when, file, rule_id or 0)
+                if condition is None:
+                    continue
+                d = _without_when(d)
             try:
                 rule = parse_rate_limit_rule(d)
+                if condition is not None:
+                    rule = dataclasses.replace(rule, condition=condition)
             except ValueError as exc:
                 field, message = _split_value_error(exc)
                 key = field.split(".")[0].split("[")[0]
@@ -386,6 +396,35 @@ class _Loader:
             seen.add(rule.id)
             out.append(rule)
         return out
+
+    def build_condition(self, when: LDict, file: str, rule_id: int) -> Callable[[Any], bool] | None:
+        """A rate limit's `match.when`: a filter condition on the request head."""
+        doc = LDict(when.line)
+        doc.update(when)
+        doc.key_lines.update({k: v for k, v in when.key_lines.items()})
+        doc["id"], doc["msg"] = rule_id, "match.when"
+        before = len(self.problems)
+        rule = self.build_filter(doc, file, rule_id)
+        if rule is None:
+            for i in range(before, len(self.problems)):
+                problem = self.problems[i]
+                self.problems[i] = dataclasses.replace(
+                    problem, field=f"match.when.{problem.field}" if problem.field else "match.when"
+                )
+            return None
+        if rule.needs_body:
+            self.problem(
+                file,
+                when.line,
+                "rate limits are decided before the body is read: "
+                "match.when cannot look at body targets",
+                rule_id=rule_id,
+                field="match.when.targets",
+            )
+            return None
+        from .engine import compile_condition
+
+        return compile_condition(rule)
 
     def build_ip_lists(self) -> IPLists | None:
         if self.ip_lists_doc is None:
@@ -604,6 +643,18 @@ class _Loader:
 # Sections that only the top-level rule file may hold: an included rule pack must not change
 # the operator's settings, allow-list addresses or the bot policy.
 _TOP_LEVEL_ONLY = ("settings", "ip_lists", "bots")
+
+
+def _without_when(d: LDict) -> LDict:
+    """A copy of a rate-limit entry without `match.when` (compiled by the loader itself)."""
+    match = LDict(d["match"].line)
+    match.update({k: v for k, v in d["match"].items() if k != "when"})
+    match.key_lines.update(d["match"].key_lines)
+    out = LDict(d.line)
+    out.update(d)
+    out.key_lines.update(d.key_lines)
+    out["match"] = match
+    return out
 
 
 def _split_value_error(exc: ValueError) -> tuple[str, str]:

@@ -8,6 +8,7 @@ failure boundary: an exception from the app is the app's own and passes through 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -96,6 +97,7 @@ class WAFMiddleware:
             self.store.install_sighup()
         self._errors = ErrorReporter()
         self._guards = Guards(self.store.active.ruleset)
+        self._closing: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = {
             "inspected": 0,
             "blocked": 0,
@@ -186,6 +188,11 @@ class WAFMiddleware:
         if guards.ruleset is not active:
             fresh = Guards(active)
             fresh.carry_over(guards)
+            # The old limiter's and detector's connections (those not carried over) are closed
+            # in the background; the task is kept referenced until it is done.
+            task = asyncio.get_running_loop().create_task(guards.close(keep=fresh))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
             self._guards = guards = fresh
         return guards
 

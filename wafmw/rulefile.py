@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .model import ALL_TARGETS, COMPARATORS, NAMED_TARGETS, OPERATORS, SEVERITY_SCORES
 from .bots import CONFIG_SCHEMA as BOTS_CONFIG_SCHEMA
+from .model import ALL_TARGETS, COMPARATORS, NAMED_TARGETS, OPERATORS, SEVERITY_SCORES
 from .ratelimit import STRATEGIES
 from .schema import AnyOf, Anything, Bool, Enum, Int, List, MapOf, Num, Obj, Spec, Str
 from .transforms import TRANSFORMS
@@ -141,6 +141,17 @@ def _spec(limits: Limits) -> Obj:
     one_or_many = AnyOf(
         options=((str, Str(min_length=1)), (list, List(items=Str(min_length=1), min_items=1)))
     )
+    condition = Obj(
+        fields={
+            key: spec
+            for key, spec in filter_rule.fields.items()
+            if key in ("targets", "transforms", "negate", *OPERATORS)
+        },
+        required=frozenset({"targets"}),
+        one_of_keys=frozenset(OPERATORS),
+        exactly_one=True,
+        description="a filter condition on the request head (targets, transforms, operator)",
+    )
     rate_limit = Obj(
         fields={
             "id": Int(minimum=1, maximum=999_999_999),
@@ -150,7 +161,12 @@ def _spec(limits: Limits) -> Obj:
             "mode": mode_override,
             "on_error": on_error,
             "match": Obj(
-                fields={"path": one_or_many, "methods": one_or_many, "hosts": one_or_many}
+                fields={
+                    "path": one_or_many,
+                    "methods": one_or_many,
+                    "hosts": one_or_many,
+                    "when": condition,
+                }
             ),
             "limit": Str(min_length=1, max_length=256, description='e.g. "100/minute;1000/hour"'),
             "strategy": Enum(values=tuple(STRATEGIES)),
