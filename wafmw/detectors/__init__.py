@@ -492,10 +492,20 @@ _SQL_PREFILTER = (
 )
 
 
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
+def _looks_binary(s: str) -> bool:
+    """Text that is mostly undecodable bytes (a base64 value that was not text) is not read."""
+    return len(_BINARY.findall(s, 0, 512)) * 10 > min(len(s), 512)
+
+
 def sqli(value: str) -> bool:
     """Whether `value` reads as an SQL injection in any quoting context."""
     try:
         s = value[:_MAX_INPUT].lower()
+        if _looks_binary(s):
+            return False
         if "\u2019" in s or "\u2018" in s:
             s = s.replace("\u2019", "'").replace("\u2018", "'")
         if _SCHEMA_WORDS.search(s) and ("select" in s or "from" in s or "(" in s):
@@ -582,6 +592,8 @@ def xss(value: str) -> bool:
     """Whether `value` carries markup or script that would run in a browser."""
     try:
         s = value[:_MAX_INPUT].lower()
+        if _looks_binary(s):
+            return False
         for m in _TAG_RE.finditer(s):
             closing, name, rest = m.group(1), m.group(2), m.group(3)
             if name in _BAD_TAGS and not (name in ("svg", "math") and "on" not in rest):
