@@ -1,18 +1,18 @@
 """The matching engine: a Ruleset compiled for fast evaluation.
 
 Filters are grouped by transform chain. Within a group, every filter whose operator RE2 can
-express without anchors (regex on RE2, contains, contains_any, a detector's prefilter) goes into
-one RE2 set. A request is scanned with one set match per group over the group's targets joined
-by a control character, so a benign request costs a handful of RE2 calls whatever the rule
-count. The few filters the set flags are then confirmed value by value — that is where the
-matched target, exclusions and detectors are resolved. An unanchored pattern that matches a
-value also matches the joined text, so the scan never misses; a match that only exists across
-a join is dropped by the confirmation. Each group picks a joining character that none of its
-patterns matches on its own (see choose_separator), so that a rule about NUL bytes or control
-characters does not flag every request for confirmation.
+express (regex on RE2, contains, contains_any, a detector's prefilter) goes into one RE2 set.
+A request is scanned with one set match per group over the group's targets joined by a control
+character, so a benign request costs a handful of RE2 calls whatever the rule count. The few
+filters the set flags are then confirmed value by value — that is where the matched target,
+exclusions and detectors are resolved. A pattern that matches a value also matches the joined
+text — its anchors are widened to match at joins too — so the scan never misses; a match that
+only exists across a join is dropped by the confirmation. Each group picks a joining character
+that none of its patterns matches on its own (see _scanner_with_separator), so that a rule
+about NUL bytes or control characters does not flag every request for confirmation.
 
-Anchored patterns (^, $), operators that are not patterns (equals, lengths, counts) and
-patterns that need the backtracking engine are checked value by value, the last with a timeout.
+Operators that are not patterns (equals, lengths, counts) and patterns that need the
+backtracking engine are checked value by value, the latter with a timeout.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .errors import EvaluationTimeout
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
-from .patterns import CompiledPattern, compile_pattern, is_anchored, re2_options
+from .patterns import CompiledPattern, anchored_at_joins, compile_pattern, re2_options
 from .request import SEPARATOR, RequestView
 from .transforms import TRANSFORMS
 
@@ -96,16 +96,13 @@ def _set_pattern(cf: CompiledFilter) -> str | None:
         return None
     if rule.operator == "regex":
         assert cf.pattern is not None
-        if cf.pattern.engine != "re2" or is_anchored(cf.pattern.source):
-            return None
-        return cf.pattern.source
+        return cf.pattern.source if cf.pattern.engine == "re2" else None
     if rule.operator == "contains":
         return str(re2.escape(rule.argument))
     if rule.operator == "contains_any":
         return "|".join(re2.escape(w) for w in rule.argument)
     if rule.operator == "detect":
-        prefilter = str(cf.detector.prefilter)
-        return None if is_anchored(prefilter) else prefilter
+        return str(cf.detector.prefilter)
     return None
 
 
@@ -162,13 +159,8 @@ class Engine:
     def _build_scanner(group: ChainGroup) -> None:
         if not group.set_filters:
             return
-        scanner = re2.Set.SearchSet(re2_options())
-        for cf in group.set_filters:
-            source = _set_pattern(cf)
-            scanner.Add(str(source))
-        scanner.Compile()
-        group.scanner = scanner
-        group.separator = choose_separator(scanner, group.chain)
+        sources = [str(_set_pattern(cf)) for cf in group.set_filters]
+        group.scanner, group.separator = _scanner_with_separator(sources, group.chain)
         targets = {t for cf in group.set_filters for t in cf.rule.targets}
         whole = {t.kind for t in targets if t.name is None}
         units = sorted((t for t in targets if t.name is None or t.kind not in whole), key=str)
@@ -370,18 +362,29 @@ class Engine:
 _SEPARATOR_CANDIDATES = tuple(chr(c) for c in (*range(0, 9), *range(14, 28), 127))
 
 
-def choose_separator(scanner: Any, chain: tuple[str, ...]) -> str:
-    """A joining character the scanner does not match alone or between ordinary characters.
+def _compile_set(sources: list[str], separator: str) -> Any:
+    scanner = re2.Set.SearchSet(re2_options())
+    for source in sources:
+        scanner.Add(anchored_at_joins(source, separator))
+    scanner.Compile()
+    return scanner
 
-    Any choice is correct (a match across a join is dropped by the confirmation); this one
-    keeps such false alarms, and their cost, away from benign requests."""
+
+def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple[Any, str]:
+    """The group's RE2 set and the character that joins values for it.
+
+    Any joining character gives correct results (a match across a join is dropped by the
+    confirmation, and anchors are widened to match at joins); the one chosen is one that no
+    pattern matches on its own or between ordinary characters, so that a rule about NUL bytes
+    or control characters does not flag every request for confirmation."""
     for sep in _SEPARATOR_CANDIDATES:
         if sep == "\x00" and "remove_nulls" in chain:
             continue
+        scanner = _compile_set(sources, sep)
         probes = (sep, sep * 3, f"a{sep}a", f"a {sep} a", f"1{sep}1")
         if not any(scanner.Match(probe) for probe in probes):
-            return sep
-    return SEPARATOR
+            return scanner, sep
+    return _compile_set(sources, SEPARATOR), SEPARATOR
 
 
 def _label(target: Target, name: str) -> str:

@@ -49,34 +49,56 @@ def check_pattern(pattern: str) -> str:
     return "regex"
 
 
-def is_anchored(pattern: str) -> bool:
-    """Whether the pattern uses ^, $, \\A or \\z outside character classes.
-
-    Anchored patterns cannot join the engine's scan over joined values (the join would move
-    the start and end of text), so they are checked value by value instead. A conservative
-    answer is fine: a false "yes" only costs speed."""
-    i, n, in_class = 0, len(pattern), False
+def _rewrite_anchors(pattern: str, separator: str | None) -> tuple[str, bool]:
+    """Find ^, $, \\A and \\z outside character classes; with a separator, make each also
+    match that character. Returns (pattern, whether it had anchors)."""
+    out: list[str] = []
+    i, n, in_class, anchored = 0, len(pattern), False, False
+    sep = "" if separator is None else f"\\x{ord(separator):02x}"
     while i < n:
         ch = pattern[i]
         if ch == "\\":
-            if i + 1 < n and pattern[i + 1] in "AzZ" and not in_class:
-                return True
+            pair = pattern[i : i + 2]
+            if not in_class and pair in ("\\A", "\\z", "\\Z"):
+                anchored = True
+                out.append(f"(?:{pair}|{sep})" if sep else pair)
+            else:
+                out.append(pair)
             i += 2
             continue
         if in_class:
             if ch == "]":
                 in_class = False
+            out.append(ch)
         elif ch == "[":
             in_class = True
+            out.append(ch)
             # "]" right after "[" or "[^" is a literal member, not the end of the class.
             if pattern[i + 1 : i + 2] == "^":
                 i += 1
+                out.append("^")
             if pattern[i + 1 : i + 2] == "]":
                 i += 1
+                out.append("]")
         elif ch in "^$":
-            return True
+            anchored = True
+            out.append(f"(?:{ch}|{sep})" if sep else ch)
+        else:
+            out.append(ch)
         i += 1
-    return False
+    return "".join(out), anchored
+
+
+def is_anchored(pattern: str) -> bool:
+    """Whether the pattern uses ^, $, \\A or \\z outside character classes."""
+    return _rewrite_anchors(pattern, None)[1]
+
+
+def anchored_at_joins(pattern: str, separator: str) -> str:
+    """The pattern for a scan over values joined by `separator`: each anchor also matches at
+    a join, so that a value's own start and end still count as such. The scan then finds every
+    per-value match (and a few more, which the engine's confirmation drops)."""
+    return _rewrite_anchors(pattern, separator)[0]
 
 
 @dataclass(frozen=True, slots=True)
