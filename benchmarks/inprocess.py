@@ -36,10 +36,15 @@ JWT = (
 )
 BROWSER_HEADERS = [
     ("host", "shop.example.com"),
-    ("user-agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
-     "Gecko) Chrome/131.0.0.0 Safari/537.36"),
-    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
-     "*/*;q=0.8"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
+        "Gecko) Chrome/131.0.0.0 Safari/537.36",
+    ),
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    ),
     ("accept-language", "en-US,en;q=0.9"),
     ("accept-encoding", "gzip, deflate, br, zstd"),
     ("sec-ch-ua", '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"'),
@@ -57,8 +62,15 @@ def _json_body(size: int) -> bytes:
     items = []
     i = 0
     while True:
-        items.append({"id": i, "name": f"Item number {i}", "note": "Blue cotton shirt, size M",
-                      "tags": ["summer", "sale"], "price": 19.99 + i})
+        items.append(
+            {
+                "id": i,
+                "name": f"Item number {i}",
+                "note": "Blue cotton shirt, size M",
+                "tags": ["summer", "sale"],
+                "price": 19.99 + i,
+            }
+        )
         body = json.dumps({"cart": items, "coupon": "WELCOME10"}).encode()
         if len(body) >= size:
             return body
@@ -68,11 +80,18 @@ def _json_body(size: int) -> bytes:
 def scope_for(method: str, target: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
     path, _, query = target.partition("?")
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "https", "path": path, "raw_path": path.encode(), "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
         "query_string": query.encode(),
         "headers": [(k.encode(), v.encode()) for k, v in headers],
-        "client": ("203.0.113.7", 51000), "server": ("shop.example.com", 443),
+        "client": ("203.0.113.7", 51000),
+        "server": ("shop.example.com", 443),
     }
 
 
@@ -84,12 +103,18 @@ def make_cases() -> dict[str, tuple[dict[str, Any], bytes]]:
         return post + [("content-type", "application/json"), ("content-length", str(len(body)))]
 
     return {
-        "benign GET": (scope_for("GET", "/products?category=shirts&page=2&sort=price",
-                                 BROWSER_HEADERS), b""),
+        "benign GET": (
+            scope_for("GET", "/products?category=shirts&page=2&sort=price", BROWSER_HEADERS),
+            b"",
+        ),
         "2 KB JSON POST": (scope_for("POST", "/api/cart", post_headers(small)), small),
         "64 KB JSON POST": (scope_for("POST", "/api/cart", post_headers(large)), large),
-        "attack GET": (scope_for("GET", "/products?id=1%20UNION%20SELECT%20password%20FROM%20users",
-                                 BROWSER_HEADERS), b""),
+        "attack GET": (
+            scope_for(
+                "GET", "/products?id=1%20UNION%20SELECT%20password%20FROM%20users", BROWSER_HEADERS
+            ),
+            b"",
+        ),
     }
 
 
@@ -126,8 +151,12 @@ def make_runner(app: Any, scope: dict[str, Any], body: bytes) -> Callable[[int],
     return run
 
 
-def measure(configs: dict[str, Any], cases: dict[str, tuple[dict[str, Any], bytes]],
-            rounds: int, requests: int) -> dict[tuple[str, str], float]:
+def measure(
+    configs: dict[str, Any],
+    cases: dict[str, tuple[dict[str, Any], bytes]],
+    rounds: int,
+    requests: int,
+) -> dict[tuple[str, str], float]:
     samples: dict[tuple[str, str], list[float]] = {}
     loop = asyncio.new_event_loop()
     try:

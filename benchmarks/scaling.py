@@ -82,8 +82,10 @@ def main() -> None:
             added[count] = value - bare
             print(f"{count:>6} rules   {value:8.1f} {value - bare:+8.1f} {value / bare:7.2f}")
         if 100 in added and 1000 in added and added[100] > 0:
-            print(f"\n1000 rules cost {added[1000] / added[100]:.2f}x what 100 rules cost "
-                  "(added µs over bare)")
+            print(
+                f"\n1000 rules cost {added[1000] / added[100]:.2f}x what 100 rules cost "
+                "(added µs over bare)"
+            )
         print("\nload + compile, best of 5:")
         print(f"  shipped default ruleset: {load_time(None):8.1f} ms")
         for count in counts:

@@ -1,0 +1,114 @@
+"""Worst case: hostile inputs shaped against every rule, against benign inputs of the same size.
+
+    python benchmarks/hostile.py [--sizes 1024,8192,65536] [--repeats 5] [--rules FILE ...]
+
+For every filter of the ruleset, hostile values are built from the characters and words its
+pattern mentions (long repetitive runs that make a backtracking engine explode, near-misses that
+keep a matcher busy), sent as a query argument and as a form body. Each is timed through the
+engine against a benign value of the same length; printed per size are the benign time, the
+worst hostile time, its ratio, and the rule it was shaped against. Time per request must stay
+linear in input size: no hostile request should cost more than 2x a benign one of its size.
+Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from wafmw import load_rules  # noqa: E402
+from wafmw.casetest import case_scope  # noqa: E402
+from wafmw.engine import Engine  # noqa: E402
+from wafmw.model import Case, FilterRule  # noqa: E402
+from wafmw.request import RequestView  # noqa: E402
+
+BENIGN_WORDS = "the quick brown fox jumps over a lazy dog near union station at noon "
+
+
+def shapes(rule: FilterRule) -> list[str]:
+    """A few hostile units for one rule: its literal words and punctuation, repeated."""
+    source = rule.argument if isinstance(rule.argument, str) else " ".join(map(str, rule.argument))
+    words = re.findall(r"[a-z]{3,}", source.lower())[:6] or ["a"]
+    punct = "".join(sorted(set(re.findall(r"[^\w\s\\]", source))))[:8] or "'"
+    return [
+        words[0] + " ",  # a keyword over and over
+        " ".join(words) + punct,  # near-miss: every word, no structure
+        punct * 2,  # runs of the characters a pattern nests over
+        "%" + "25" * 3,  # nested encodings for url_decode rounds
+        "&#" + "x26;" * 2,  # entities
+        "/.." * 2 + "\\",  # traversal fragments for normalize_path
+    ]
+
+
+def request_for(value: str, size: int, body: bool) -> Case:
+    unit = quote(value, safe="")
+    payload = (unit * (size // max(len(unit), 1) + 1))[:size]
+    if body:
+        return Case(
+            "POST",
+            "/submit",
+            (("Content-Type", "application/x-www-form-urlencoded"),),
+            f"field={payload}",
+        )
+    return Case("GET", f"/search?q={payload}")
+
+
+def timed(engine: Engine, case: Case, repeats: int) -> float:
+    scope, body = case_scope(case)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        view = RequestView(scope)
+        deadline = time.perf_counter() + 5
+        engine.evaluate_head(view, deadline)
+        if body:
+            view.body = body
+            engine.evaluate_body(view, deadline)
+        samples.append((time.perf_counter() - start) * 1e6)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1024,8192,65536")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rules", action="append")
+    args = parser.parse_args()
+    ruleset = load_rules(args.rules)
+    engine = Engine(ruleset)
+    # The time budget would cut a slow request short; here we want to see the whole cost.
+    units = {(rule.id, unit) for rule in ruleset.filters for unit in shapes(rule)}
+    print(
+        f"{len(ruleset.filters)} filters, {len(units)} hostile shapes, each as a query "
+        "argument and as a form body"
+    )
+    print(
+        f"{'size':>7} {'where':5} {'benign µs':>10} {'worst µs':>10} {'ratio':>6}  shaped against"
+    )
+    worst_ratio = 0.0
+    for size in (int(s) for s in args.sizes.split(",")):
+        for body in (False, True):
+            benign = timed(engine, request_for(BENIGN_WORDS, size, body), args.repeats)
+            worst, worst_rule = 0.0, 0
+            for rule_id, unit in sorted(units):
+                cost = timed(engine, request_for(unit, size, body), args.repeats)
+                if cost > worst:
+                    worst, worst_rule = cost, rule_id
+            ratio = worst / benign
+            worst_ratio = max(worst_ratio, ratio)
+            print(
+                f"{size:>7} {'body' if body else 'query':5} {benign:10.0f} {worst:10.0f} "
+                f"{ratio:6.2f}  {worst_rule}"
+            )
+    print(f"\nworst hostile/benign ratio: {worst_ratio:.2f} (target: at most 2)")
+
+
+if __name__ == "__main__":
+    main()
