@@ -23,11 +23,11 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wafmw import load_rules  # noqa: E402
-from wafmw.casetest import case_scope  # noqa: E402
-from wafmw.engine import Engine  # noqa: E402
-from wafmw.model import Case, FilterRule  # noqa: E402
-from wafmw.request import RequestView  # noqa: E402
+from wafmw import load_rules
+from wafmw.casetest import case_scope
+from wafmw.engine import Engine
+from wafmw.model import Case, FilterRule
+from wafmw.request import RequestView
 
 BENIGN_WORDS = "the quick brown fox jumps over a lazy dog near union station at noon "
 

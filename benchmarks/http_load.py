@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inprocess import BROWSER_HEADERS, _json_body  # noqa: E402
+from inprocess import BROWSER_HEADERS, _json_body
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,12 +22,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import PlainTextResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
-from wafmw import WAFMiddleware  # noqa: E402
+from wafmw import WAFMiddleware
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUgRG9lIiwi"
@@ -100,7 +100,7 @@ def make_cases() -> dict[str, tuple[dict[str, Any], bytes]]:
     post = [h for h in BROWSER_HEADERS if h[0] not in ("cookie",)]
 
     def post_headers(body: bytes) -> list[tuple[str, str]]:
-        return post + [("content-type", "application/json"), ("content-length", str(len(body)))]
+        return [*post, ("content-type", "application/json"), ("content-length", str(len(body)))]
 
     return {
         "benign GET": (

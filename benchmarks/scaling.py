@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inprocess import bare_app, make_cases, measure  # noqa: E402
+from inprocess import bare_app, make_cases, measure
 
-from wafmw import WAFMiddleware, load_rules  # noqa: E402
-from wafmw.engine import Engine  # noqa: E402
+from wafmw import WAFMiddleware, load_rules
+from wafmw.engine import Engine
 
 CHAINS = (
     "[url_decode, html_entity_decode, lowercase]",
