@@ -32,7 +32,7 @@ from .errors import EvaluationTimeout
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
 from .patterns import CompiledPattern, anchored_at_joins, compile_pattern, re2_options
 from .request import SEPARATOR, RequestView
-from .transforms import TRANSFORMS
+from .transforms import JOIN_CHARACTERS, TRANSFORMS
 
 PathMatcher = Callable[[str], bool]
 
@@ -358,10 +358,6 @@ class Engine:
         return Decision("allow", 200, 0, False, matches)
 
 
-# Control characters that no transform changes and Python does not count as whitespace.
-_SEPARATOR_CANDIDATES = tuple(chr(c) for c in (*range(0, 9), *range(14, 28), 127))
-
-
 def _compile_set(sources: list[str], separator: str) -> Any:
     scanner = re2.Set.SearchSet(re2_options())
     for source in sources:
@@ -377,7 +373,7 @@ def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple
     confirmation, and anchors are widened to match at joins); the one chosen is one that no
     pattern matches on its own or between ordinary characters, so that a rule about NUL bytes
     or control characters does not flag every request for confirmation."""
-    for sep in _SEPARATOR_CANDIDATES:
+    for sep in JOIN_CHARACTERS:
         if sep == "\x00" and "remove_nulls" in chain:
             continue
         scanner = _compile_set(sources, sep)

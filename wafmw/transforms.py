@@ -4,9 +4,10 @@ Each transform is a pure ``str -> str`` function that never raises and never gro
 more than a small factor (4x at most), because it runs on attacker-controlled data on every
 request. Each has a cheap fast path for the common benign value.
 
-``Transform.local`` says whether a transform may be run once over values joined with ``"\\n"``
-instead of once per value. It is checked by a property test; a transform is only marked local when
-no decoding, comment, path segment or whitespace rule can reach across a ``"\\n"``.
+``Transform.local`` says whether a transform may be run once over values joined by a separator
+instead of once per value. The engine joins values with an ASCII control character that is not
+whitespace (``JOIN_CHARACTERS``); a transform is local when no decoding, comment, path segment or
+trimming rule can reach across one. It is checked by a property test.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = ["TRANSFORMS", "Transform", "apply_chain"]
+
+
+# The characters the engine may join values with: ASCII control characters that no transform
+# decodes, removes or treats as whitespace (Python counts \x1c-\x1f as whitespace). NUL is one
+# of them except for chains with remove_nulls, which the engine checks itself.
+JOIN_CHARACTERS = tuple(chr(c) for c in (*range(0, 9), *range(14, 28), 127))
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,31 +286,18 @@ def remove_nulls(s: str) -> str:
     return s.replace("\x00", "")
 
 
+_WHITESPACE_RUN = re.compile(r"\s+")
 _OTHER_ASCII_WHITESPACE = ("\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
 
 
 def compress_whitespace(s: str) -> str:
-    # Within a line, each run of whitespace becomes one space and whitespace at the line's ends
-    # goes; every "\n" is kept. A run spanning a "\n" thus becomes just the "\n" (" \r\n\t" ->
-    # "\n"). Keeping each "\n" and trimming line ends is the only way to make this local: per
-    # value "x " and " y" must give the same text as the joined "x \n y".
-    if s.isascii() and s.isprintable():
-        if "  " not in s and s[:1] != " " and s[-1:] != " ":
+    # Each run of whitespace (newlines included) becomes one space; nothing is trimmed, so that
+    # the transform is local: "x " and " y" give the same text alone as joined.
+    if s.isascii():
+        if "  " not in s and not any(ch in s for ch in _OTHER_ASCII_WHITESPACE):
             return s
-        return " ".join(s.split())
-    if (
-        # The joined text the engine scans (values between control-character separators),
-        # already compact: no whitespace but single spaces, none at the ends.
-        s.isascii()
-        and "  " not in s
-        and s[:1] != " "
-        and s[-1:] != " "
-        and not any(ch in s for ch in _OTHER_ASCII_WHITESPACE)
-    ):
-        return s
-    if "\n" not in s:
-        return " ".join(s.split())
-    return "\n".join([" ".join(line.split()) for line in s.split("\n")])
+        return _WHITESPACE_RUN.sub(" ", s)
+    return _WHITESPACE_RUN.sub(" ", s)
 
 
 def remove_whitespace(s: str) -> str:
@@ -485,17 +479,16 @@ TRANSFORMS: Mapping[str, Transform] = MappingProxyType(
             Transform("html_entity_decode", html_entity_decode, local=True),
             Transform("js_decode", js_decode, local=True),
             Transform("lowercase", lowercase, local=True),
+            # Local for every join character but NUL (the engine never joins with NUL then).
             Transform("remove_nulls", remove_nulls, local=True),
             Transform("compress_whitespace", compress_whitespace, local=True),
-            # Removing whitespace removes the "\n" between joined values too.
-            Transform("remove_whitespace", remove_whitespace, local=False),
+            Transform("remove_whitespace", remove_whitespace, local=True),
             # Path segments and ".." resolution reach across a "\n" inside a segment.
             Transform("normalize_path", normalize_path, local=False),
             # A /* comment runs across lines.
             Transform("remove_comments", remove_comments, local=False),
             Transform("replace_comments", replace_comments, local=False),
-            # "\n" is whitespace for a shell and becomes a space.
-            Transform("cmdline", cmdline, local=False),
+            Transform("cmdline", cmdline, local=True),
             # A joined value is never valid base64 as a whole.
             Transform("base64_decode", base64_decode, local=False),
             Transform("nfkc", nfkc, local=True),
