@@ -18,6 +18,7 @@ backtracking engine are checked value by value, the latter with a timeout.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -60,6 +61,7 @@ class CompiledFilter:
     pattern: CompiledPattern | None = None
     words: tuple[str, ...] = ()
     detector: Any = None
+    detector_check: Callable[[str], bool] | None = None
     # (path matcher or None for every path, excluded targets or None for the whole rule)
     exclusions: tuple[tuple[PathMatcher | None, frozenset[Target] | None], ...] = ()
     in_set: bool = False
@@ -81,6 +83,25 @@ class ChainGroup:
     set_filters: list[CompiledFilter] = field(default_factory=list)
     direct_head: list[CompiledFilter] = field(default_factory=list)
     direct_body: list[CompiledFilter] = field(default_factory=list)
+
+
+# Detector verdicts are pure functions of the value. Header values (User-Agent, Accept,
+# sec-ch-ua…) recur across requests from the same browsers, so a small per-engine memory of
+# recent short values saves the tokenizer on most benign traffic. Bounded in entries and in the
+# length of what is remembered; long values are always checked afresh.
+_DETECTOR_MEMORY = 4096
+_DETECTOR_MEMORY_MAX_CHARS = 512
+
+
+def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
+    remembered = functools.lru_cache(maxsize=_DETECTOR_MEMORY)(check)
+
+    def cached_check(value: str) -> bool:
+        if len(value) > _DETECTOR_MEMORY_MAX_CHARS:
+            return check(value)
+        return remembered(value)
+
+    return cached_check
 
 
 def _probe(pattern: str) -> Any:
@@ -145,6 +166,7 @@ class Engine:
             cf.words = tuple(rule.argument)
         elif rule.operator == "detect":
             cf.detector = get_detector(rule.argument)
+            cf.detector_check = _remembering(cf.detector.check)
 
             cf.probe = _probe(cf.detector.prefilter)
         exclusions = []
@@ -327,7 +349,8 @@ class Engine:
         if op == "detect":
             if not cf.probe.Match(subject):
                 return None
-            return subject if cf.detector.check(subject) else None
+            assert cf.detector_check is not None
+            return subject if cf.detector_check(subject) else None
         raise ValueError(f"unknown operator {op}")  # pragma: no cover - validated at load
 
     # -- decision -------------------------------------------------------------------------------

@@ -241,10 +241,18 @@ class RequestView:
         raise KeyError(kind)
 
     def target_items(self, target: Target) -> Pairs:
-        items = self.items(target.kind)
         if target.name is None:
-            return items
-        return tuple(pair for pair in items if pair[0] == target.name)
+            return self.items(target.kind)
+        # One index per kind, built on first use, instead of a scan per named target.
+        key = ("by-name", target.kind)
+        index = self._cache.get(key)
+        if index is None:
+            grouped: dict[str, list[tuple[str, str]]] = {}
+            for pair in self.items(target.kind):
+                grouped.setdefault(pair[0], []).append(pair)
+            index = self._cache[key] = {name: tuple(pairs) for name, pairs in grouped.items()}
+        found: Pairs = index.get(target.name, ())
+        return found
 
     def joined(self, targets: tuple[Target, ...], separator: str = SEPARATOR) -> str:
         """All values of the given targets joined by `separator`: one string to scan at once."""
