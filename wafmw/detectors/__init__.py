@@ -379,12 +379,13 @@ def _is_operand(tok: tuple[str, str]) -> bool:
     return tok[0] in ("n", "s", "b", "v") or tok[1] in ("null", "true", "false")
 
 
-def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
+def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False) -> bool:
     """True when the token stream has a shape that only an injection produces.
 
     `broke_out` says the stream starts right after a literal was closed (the
     value was read as if it sat inside quotes), which makes a following logic
-    operator, comment or statement separator meaningful on its own.
+    operator, comment or statement separator meaningful on its own; `lead`
+    says that quote was the first character of the value.
     """
     n = len(toks)
     words = [t[1] for t in toks]
@@ -454,6 +455,19 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
                 return True
         if text in ("order", "group") and nxt[1] == "by" and broke_out and i <= 2:
             return True
+        # a subquery: ( select <operand|function|*|case|(>
+        if text == "(" and nxt[1] == "select" and i + 2 < n:
+            after = toks[i + 2]
+            if after[0] in ("n", "s", "v", "f") or after[1] in (
+                "*",
+                "case",
+                "(",
+                "null",
+                "distinct",
+            ):
+                return True
+        if text == "select" and i == 0 and nxt[0] == "f":
+            return True
         if text == "into" and nxt[1] in ("outfile", "dumpfile"):
             return True
         if text == "procedure" and nxt[1] == "analyse":
@@ -469,9 +483,19 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
         # the literal was closed and the rest is commented away: admin'-- / 1'#
         if first[0] == "c":
             return True
-        if first[1] == ";" and (n == 1 or words[1] in _STATEMENTS or toks[1][0] == "c"):
+        if first[1] == ";" and (n == 1 or words[1] in _STATEMENTS or toks[1][0] in ("c", "v")):
             return True
         if first[1] == "union" and (n == 1 or words[1] in ("all", "select", "distinct", "(")):
+            return True
+        if lead and first[1] in (
+            "union",
+            "alter",
+            "drop",
+            "exec",
+            "execute",
+            "declare",
+            "truncate",
+        ):
             return True
         if first[0] == "o" and first[1] in ("||", "+", "&&", "|", "^", "*", "-") and n > 1:
             return toks[1][0] in ("f", "s", "n", "v", "(") and n >= 3
@@ -517,7 +541,8 @@ def sqli(value: str) -> bool:
             if i < 0:
                 continue
             # read the text after the first quote as if that quote had closed a literal
-            if _sql_shapes(_tokens(s[i + 1 :]), broke_out=True):
+            lead = not s[:i].strip()
+            if _sql_shapes(_tokens(s[i + 1 :]), broke_out=True, lead=lead):
                 return True
         return False
     except Exception:
