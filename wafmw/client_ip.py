@@ -50,7 +50,8 @@ def parse_ip(text: str) -> IPAddress | None:
     return addr
 
 
-def _parse_network(text: str, field: str) -> IPNetwork:
+def parse_network(text: str, field: str) -> IPNetwork:
+    """An address or CIDR network (IPv4-mapped IPv6 as IPv4); ValueError("field: ...")."""
     try:
         net = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
@@ -89,7 +90,7 @@ def parse_client_ip_config(spec: Mapping[str, object]) -> ClientIPConfig:
         field = f"trusted_proxies[{index}]"
         if not isinstance(item, str):
             raise ValueError(f"{field}: must be a string, not {type(item).__name__}")
-        net = _parse_network(item.strip(), field)
+        net = parse_network(item.strip(), field)
         if net not in networks:
             networks.append(net)
     header = spec.get("header", "x-forwarded-for")

@@ -37,7 +37,6 @@ class Decision:
     would_block: bool = False
     matches: list[Match] = field(default_factory=list)
     reason: str = ""
-    error_rule: int | None = None
 
     @property
     def rule_ids(self) -> list[int]:

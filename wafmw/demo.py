@@ -7,14 +7,15 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from .casetest import case_scope
 from .middleware import WAFMiddleware
+from .model import Case
 
 # (label, method, path with query, headers, body)
 DEMO_REQUESTS: list[tuple[str, str, str, dict[str, str], str]] = [
@@ -69,25 +70,8 @@ def example_app() -> Starlette:
 
 
 async def _call(app: Any, method: str, target: str, headers: dict[str, str], body: str) -> int:
-    raw_path, _, query = target.partition("?")
-    data = body.encode()
-    header_list = [(b"host", b"localhost"), (b"user-agent", b"wafmw-demo")]
-    header_list += [(k.encode(), v.encode()) for k, v in headers.items()]
-    if data:
-        header_list.append((b"content-length", str(len(data)).encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": unquote(raw_path),
-        "raw_path": raw_path.encode(),
-        "query_string": query.encode(),
-        "headers": header_list,
-        "client": ("127.0.0.1", 50000),
-        "server": ("localhost", 80),
-    }
+    sample_headers = (("User-Agent", "wafmw-demo"), *headers.items())
+    scope, data = case_scope(Case(method, target, sample_headers, body))
     sent = False
     status = 0
 

@@ -17,9 +17,7 @@ backtracking engine are checked value by value, the latter with a timeout.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ import re2
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .errors import EvaluationTimeout
+from .globs import compile_globs
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
 from .patterns import CompiledPattern, anchored_at_joins, compile_pattern, re2_options
 from .request import SEPARATOR, RequestView
@@ -48,10 +47,9 @@ class RuleFailure(Exception):
 
 
 def _path_matcher(pattern: str) -> PathMatcher:
-    if any(ch in pattern for ch in "*?["):
-        compiled = re.compile(fnmatch.translate(pattern))
-        return lambda path: compiled.match(path) is not None
-    return lambda path: path == pattern
+    compiled = compile_globs([pattern])
+    assert compiled is not None
+    return lambda path: compiled.match(path) is not None
 
 
 @dataclass(slots=True)
@@ -193,24 +191,20 @@ class Engine:
 
     def evaluate_head(self, view: RequestView, deadline: float) -> list[Match]:
         """Phase 1: everything but the body."""
-        matches: list[Match] = []
-        for group in self.groups:
-            if group.scanner is not None and group.head_units:
-                self._scan(group, group.head_units, view, deadline, matches, body=False)
-            for cf in group.direct_head:
-                self._confirm(cf, view, deadline, matches, body=False)
-            if time.perf_counter() > deadline:
-                raise EvaluationTimeout()
-        return matches
+        return self._evaluate(view, deadline, body=False)
 
     def evaluate_body(self, view: RequestView, deadline: float) -> list[Match]:
         """Phase 2: body targets; only called once the body has been read."""
+        return self._evaluate(view, deadline, body=True)
+
+    def _evaluate(self, view: RequestView, deadline: float, *, body: bool) -> list[Match]:
         matches: list[Match] = []
         for group in self.groups:
-            if group.scanner is not None and group.body_units:
-                self._scan(group, group.body_units, view, deadline, matches, body=True)
-            for cf in group.direct_body:
-                self._confirm(cf, view, deadline, matches, body=True)
+            units = group.body_units if body else group.head_units
+            if group.scanner is not None and units:
+                self._scan(group, units, view, deadline, matches, body=body)
+            for cf in group.direct_body if body else group.direct_head:
+                self._confirm(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
         return matches

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from wafmw.client_ip import parse_ip
+from .client_ip import parse_ip, parse_network
 
 __all__ = [
     "IPList",
@@ -69,25 +69,7 @@ def _parse_item(item: str, where: str) -> ipaddress.IPv4Network | ipaddress.IPv6
     text = item.strip()
     if not text:
         raise ValueError(f"{where}: empty item")
-    try:
-        if "/" not in text:
-            addr = parse_ip(text)
-            if addr is None:
-                raise ValueError
-            return ipaddress.ip_network(addr)
-        net = ipaddress.ip_network(text, strict=True)
-    except ValueError:
-        try:
-            loose = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            raise ValueError(f"{where}: {item!r} is not an IP address or CIDR network") from None
-        raise ValueError(
-            f"{where}: {item!r} has host bits set; did you mean {str(loose)!r}?"
-        ) from None
-    mapped = net.network_address.ipv4_mapped if net.version == 6 else None
-    if mapped is not None and net.prefixlen >= 96:
-        return ipaddress.IPv4Network((mapped, net.prefixlen - 96))
-    return net
+    return parse_network(text, where)
 
 
 def parse_ip_list(items: Sequence[str], *, name: str = "ip list") -> IPList:

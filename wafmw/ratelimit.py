@@ -47,6 +47,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import limits
 from limits import RateLimitItem
 
+from .globs import compile_globs
+
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as LimitsStorage
     from limits.aio.strategies import RateLimiter as LimitsStrategy
@@ -172,19 +174,6 @@ def _host_only(host: str) -> str:
         end = host.find("]")
         return host[: end + 1] if end > 0 else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def _glob_re(globs: Sequence[str], *, ignore_case: bool) -> re.Pattern[str] | None:
-    """``*`` matches any run of characters (``/`` included), ``?`` one; nothing else is
-    special, so ``[::1]`` is a literal IPv6 host."""
-    if not globs:
-        return None
-    alternatives = (
-        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
-        for glob in globs
-    )
-    body = "|".join(f"(?:{alt})" for alt in alternatives)
-    return re.compile(f"(?s:{body})\\Z", re.IGNORECASE if ignore_case else 0)
 
 
 def _str_list(value: object, field: str, *, allow_single: bool = True) -> list[str]:
@@ -356,8 +345,8 @@ def parse_rate_limit_rule(spec: Mapping[str, object]) -> RateLimitRule:
         on_error=on_error,
         paranoia=paranoia,
         tags=tags,
-        path_re=_glob_re(paths, ignore_case=False),
-        host_re=_glob_re(hosts, ignore_case=True),
+        path_re=compile_globs(paths, ignore_case=False),
+        host_re=compile_globs(hosts, ignore_case=True),
         key_parts=key_parts,
         policy_names=names,
         policy_header=policy.encode("ascii"),
@@ -868,7 +857,8 @@ def _storage_key(prefix: str, rule: RateLimitRule, key: tuple[str, ...]) -> str:
     return f"{prefix}:{rule.id}:{{{text}}}"
 
 
-def _redact(uri: str) -> str:
+def redact_uri(uri: str) -> str:
+    """A storage URI fit for a log line: any user name and password replaced by ***."""
     parts = urlsplit(uri)
     if parts.password is None and parts.username is None:
         return uri
@@ -1333,7 +1323,7 @@ class _RedisBackend:
         self._prefix = key_prefix
         self._max_keys = max_keys
         self._batch_max_age = batch_max_age
-        self._health = _Health(_redact(uri), retry_interval)
+        self._health = _Health(redact_uri(uri), retry_interval)
         self._local: OrderedDict[tuple[int, tuple[str, ...]], _LocalEntry] = OrderedDict()
         self._suffixes: list[tuple[str, ...]] = []
         self._args_want: list[tuple[int, ...]] = []
@@ -1466,7 +1456,7 @@ class _LimitsBackend:
         try:
             storage = storage_from_string(async_uri, **options)
         except Exception as exc:
-            raise ValueError(f"rate_limit_storage: {_redact(uri)}: {exc}") from exc
+            raise ValueError(f"rate_limit_storage: {redact_uri(uri)}: {exc}") from exc
         self._storage: LimitsStorage = storage  # type: ignore[assignment]
         by_name: dict[str, type[LimitsStrategy]] = {
             "fixed-window": strategies.FixedWindowRateLimiter,
@@ -1480,11 +1470,11 @@ class _LimitsBackend:
                     self._strategies[rule.strategy] = by_name[rule.strategy](storage)
                 except NotImplementedError as exc:
                     raise ValueError(
-                        f"rate_limit_storage: {_redact(uri)} does not support {rule.strategy}"
+                        f"rate_limit_storage: {redact_uri(uri)} does not support {rule.strategy}"
                     ) from exc
         self._timeout = timeout
         self._prefix = key_prefix
-        self._health = _Health(_redact(uri), retry_interval)
+        self._health = _Health(redact_uri(uri), retry_interval)
 
     def __len__(self) -> int:
         return 0

@@ -35,8 +35,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from ..ratelimit import redact_uri
 from .config import BehaviourConfig
 from .model import Signal
 
@@ -55,16 +56,6 @@ _KINDS: Final = ("r", "e", "t", "d")
 # Clocks as module attributes so tests can move time.
 _wall = time.time
 _monotonic = time.monotonic
-
-
-def _redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.password is None and parts.username is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 class _Counters(Protocol):
@@ -122,7 +113,7 @@ def _open_storage(uri: str, timeout: float) -> _Counters:
     try:
         storage = storage_from_string(async_uri, **options)
     except Exception as exc:
-        raise ValueError(f"storage: {_redact(uri)}: {exc}") from exc
+        raise ValueError(f"storage: {redact_uri(uri)}: {exc}") from exc
     return storage  # type: ignore[return-value]
 
 
@@ -163,7 +154,7 @@ class BehaviourTracker:
             self._storage = self._memory
         else:
             self._storage = _open_storage(storage_uri, self._timeout)
-        self._where = _redact(storage_uri)
+        self._where = redact_uri(storage_uri)
         self._prefix = key_prefix
         self._weights = weights
         self._disabled = disabled

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ..challenge import ChallengeConfig
+from ..globs import compile_globs
 from .model import CLIENT_KINDS, SCORE_MAX, SCORE_MIN, SIGNALS
 from .networks import NetworkSet
 from .useragent import SignatureList
@@ -292,18 +293,6 @@ def _networks(value: object, where: str, base_dir: Path) -> NetworkSet:
     return NetworkSet.build(tuple(nets))
 
 
-def _glob_re(globs: Sequence[str], *, ignore_case: bool) -> re.Pattern[str] | None:
-    """``*`` matches any run of characters (``/`` included), ``?`` one character."""
-    if not globs:
-        return None
-    alternatives = (
-        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
-        for glob in globs
-    )
-    body = "|".join(f"(?:{alt})" for alt in alternatives)
-    return re.compile(f"(?s:{body})\\Z", re.IGNORECASE if ignore_case else 0)
-
-
 def _paths(value: object, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -478,8 +467,8 @@ def _parse_rules(value: object, signal_ids: frozenset[int]) -> tuple[BotRule, ..
                 clients=clients,
                 mode=mode,
                 tags=tags,
-                path_re=_glob_re(paths, ignore_case=False),
-                except_re=_glob_re(except_paths, ignore_case=False),
+                path_re=compile_globs(paths, ignore_case=False),
+                except_re=compile_globs(except_paths, ignore_case=False),
             )
         )
     return tuple(out)
@@ -578,7 +567,7 @@ def parse_bot_config(spec: Mapping[str, object], base_dir: Path) -> BotConfig:
         declared_bots=lists["declared_bots"],
         crawlers=crawlers,
         trap_paths=tuple(traps),
-        trap_re=_glob_re(traps, ignore_case=True),
+        trap_re=compile_globs(traps, ignore_case=True),
         secure_context=secure,
         max_header_penalty=max_header_penalty,
         weights=tuple(sorted((sid, weights.get(sid, s.weight)) for sid, s in SIGNALS.items())),
