@@ -502,9 +502,13 @@ def test_browser_without_the_headers_it_always_sends(
 def test_header_signals_alone_challenge_but_never_block(detector: BotDetector) -> None:
     # A Chrome user-agent on a bare scripted request: everything else missing.
     headers = [("host", "shop.example.com"), ("user-agent", CHROME_UA)]
-    verdict, action = verdict_and_action(detector, view(headers))
+    verdict, action = verdict_and_action(detector, view(headers, path="/login"))
     assert {913110, 913111, 913112, 913113, 913114, 913118} <= ids(verdict)
     assert verdict.score == 25 and action == "challenge"
+    # The shipped challenge rule guards sign-in and account pages only: elsewhere the same
+    # request is scored, not interrupted.
+    verdict, action = verdict_and_action(detector, view(headers, path="/products/42"))
+    assert verdict.score == 25 and action is None
     capped = next(s for s in verdict.signals if s.id == 913118)
     assert capped.weight < 0 and "capped at 25" in capped.detail
     # ...while real evidence on top of it does block: a trap path

@@ -619,15 +619,39 @@ def default_bot_spec() -> dict[str, Any]:
             },
             {
                 "id": 913910,
-                "msg": "Browser that does not look like one (bot score below 30): challenge",
+                "msg": "Browser that does not look like one (bot score below 30) on a sign-in "
+                "or account page: challenge",
                 "below": 30,
                 "action": "challenge",
                 "on_unknown": "allow",
                 "clients": ["browser"],
+                # Where credential stuffing and account abuse happen. Everywhere else a
+                # header-poor "browser" (a corporate proxy, an API client borrowing a browser
+                # User-Agent) is scored but not interrupted; docs/bots.md shows how to widen it.
+                "paths": list(CHALLENGE_PATHS),
                 "tags": ["automation"],
             },
         ],
     }
+
+
+CHALLENGE_PATHS: Final = (
+    "/login*",
+    "/signin*",
+    "/sign-in*",
+    "/logon*",
+    "/register*",
+    "/signup*",
+    "/sign-up*",
+    "/account*",
+    "/password*",
+    "/auth/*",
+    "/user/login*",
+    "/users/sign_in*",
+    "/admin*",
+    "/wp-login.php*",
+    "/checkout*",
+)
 
 
 def default_bot_config() -> BotConfig:
