@@ -66,12 +66,19 @@ class CompiledFilter:
     # A one-pattern RE2 set: a yes/no answer costs one C call, where the `re2` module's
     # search spends several µs in Python. The full search runs only to report a match.
     probe: Any = None
+    # The same pattern for a whole target's values joined as the group joins them: one call
+    # rules out a target with many values (all the headers, say) before probing each.
+    unit_probe: Any = None
+    group: ChainGroup | None = None
 
 
 @dataclass(slots=True)
 class ChainGroup:
     chain: tuple[str, ...]
-    local: bool
+    # The chain split for the scan: `per_value` runs on each value (transforms that are not
+    # local, and everything before them), `on_joined` once over the joined result.
+    per_value: tuple[str, ...]
+    on_joined: tuple[str, ...]
     # What the group's scanner reads: whole kinds ("headers") or single members
     # ("headers:user-agent") when no filter of the group needs the whole kind.
     head_units: tuple[Target, ...] = ()
@@ -136,8 +143,11 @@ class Engine:
             cf = self._compile_filter(rule, ruleset)
             group = groups.get(cf.chain)
             if group is None:
-                local = all(TRANSFORMS[name].local for name in cf.chain)
-                group = groups[cf.chain] = ChainGroup(cf.chain, local)
+                split = max(
+                    (i + 1 for i, name in enumerate(cf.chain) if not TRANSFORMS[name].local),
+                    default=0,
+                )
+                group = groups[cf.chain] = ChainGroup(cf.chain, cf.chain[:split], cf.chain[split:])
             source = _set_pattern(cf)
             if source is not None:
                 cf.in_set = True
@@ -181,6 +191,10 @@ class Engine:
             return
         sources = [str(_set_pattern(cf)) for cf in group.set_filters]
         group.scanner, group.separator = _scanner_with_separator(sources, group.chain)
+        for cf, source in zip(group.set_filters, sources, strict=True):
+            if cf.probe is not None:
+                cf.group = group
+                cf.unit_probe = _probe(anchored_at_joins(source, group.separator))
         targets = {t for cf in group.set_filters for t in cf.rule.targets}
         whole = {t.kind for t in targets if t.name is None}
         units = sorted((t for t in targets if t.name is None or t.kind not in whole), key=str)
@@ -219,14 +233,16 @@ class Engine:
         *,
         body: bool,
     ) -> None:
-        if group.local:
-            text = view.transformed(view.joined(units, group.separator), group.chain)
-        else:
-            text = group.separator.join(
-                view.transformed(value, group.chain)
+        if group.per_value:
+            joined = group.separator.join(
+                view.transformed(value, group.per_value)
                 for unit in units
                 for _, value in view.target_items(unit)
             )
+        else:
+            joined = view.joined(units, group.separator)
+        # Local transforms give the same text once over the join as value by value.
+        text = view.transformed(joined, group.on_joined)
         if not text:
             return
         hits = group.scanner.Match(text)
@@ -293,7 +309,15 @@ class Engine:
                 continue
             if target in removed:
                 continue
-            for name, value in view.target_items(target):
+            items = view.target_items(target)
+            if (
+                len(items) > 2
+                and cf.unit_probe is not None
+                and not rule.negate
+                and not cf.unit_probe.Match(self._unit_text(cf, view, target))
+            ):
+                continue
+            for name, value in items:
                 if (
                     removed
                     and Target(target.kind, name.lower() if target.kind == "headers" else name)
@@ -315,6 +339,19 @@ class Engine:
             if holds != rule.negate:
                 return (" ".join(str(t) for t in rule.targets), f"count={counted}")
         return None
+
+    @staticmethod
+    def _unit_text(cf: CompiledFilter, view: RequestView, target: Target) -> str:
+        """One target's values, transformed and joined the way its group scans them."""
+        group = cf.group
+        assert group is not None
+        if group.per_value:
+            joined = group.separator.join(
+                view.transformed(value, group.per_value) for _, value in view.target_items(target)
+            )
+        else:
+            joined = view.joined((target,), group.separator)
+        return view.transformed(joined, group.on_joined)
 
     @staticmethod
     def _operate(cf: CompiledFilter, subject: str, deadline: float) -> str | None:
