@@ -98,6 +98,15 @@ _DETECTOR_MEMORY = 4096
 _DETECTOR_MEMORY_MAX_CHARS = 512
 
 
+def _prefiltered(probe: Any, check: Callable[[str], bool]) -> Callable[[str], bool]:
+    """A detector's check, run only where its cheap prefilter matches."""
+
+    def prefiltered_check(value: str) -> bool:
+        return bool(probe.Match(value)) and check(value)
+
+    return prefiltered_check
+
+
 def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
     remembered = functools.lru_cache(maxsize=_DETECTOR_MEMORY)(check)
 
@@ -174,9 +183,8 @@ class Engine:
             cf.words = tuple(rule.argument)
         elif rule.operator == "detect":
             cf.detector = get_detector(rule.argument)
-            cf.detector_check = _remembering(cf.detector.check)
-
             cf.probe = _probe(cf.detector.prefilter)
+            cf.detector_check = _remembering(_prefiltered(cf.probe, cf.detector.check))
         exclusions = []
         for ex in ruleset.exclusions:
             if ex.applies_to(rule):
@@ -310,14 +318,17 @@ class Engine:
             if target in removed:
                 continue
             items = view.target_items(target)
-            if (
-                len(items) > 2
-                and cf.unit_probe is not None
-                and not rule.negate
-                and not cf.unit_probe.Match(self._unit_text(cf, view, target))
-            ):
-                continue
-            for name, value in items:
+            subjects: list[str] | None = None
+            if len(items) > 2 and cf.unit_probe is not None and not rule.negate:
+                unit_text = self._unit_text(cf, view, target)
+                if not cf.unit_probe.Match(unit_text):
+                    continue
+                # The group's transforms commute with the join, so the transformed values are
+                # the pieces of the transformed join — unless a value held the join character.
+                pieces = unit_text.split(cf.group.separator)  # type: ignore[union-attr]
+                if len(pieces) == len(items):
+                    subjects = pieces
+            for index, (name, value) in enumerate(items):
                 if (
                     removed
                     and Target(target.kind, name.lower() if target.kind == "headers" else name)
@@ -327,7 +338,9 @@ class Engine:
                 counted += 1
                 if rule.operator == "count":
                     continue
-                subject = view.transformed(value, chain)
+                subject = (
+                    subjects[index] if subjects is not None else view.transformed(value, chain)
+                )
                 hit = self._operate(cf, subject, deadline)
                 if rule.negate:
                     hit = None if hit is not None else subject
@@ -378,8 +391,7 @@ class Engine:
         if op == "length":
             return subject if rule.argument.holds(len(subject)) else None
         if op == "detect":
-            if not cf.probe.Match(subject):
-                return None
+            # The remembered verdict covers the prefilter too (see _remembering).
             assert cf.detector_check is not None
             return subject if cf.detector_check(subject) else None
         raise ValueError(f"unknown operator {op}")  # pragma: no cover - validated at load
