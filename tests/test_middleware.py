@@ -355,3 +355,16 @@ def test_websocket_handshake_inspected(rules: Path) -> None:
     ):
         pass
     assert info.value.code == 1008
+
+
+async def test_failure_before_evaluation_is_inside_the_boundary(rules: Path) -> None:
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules, on_error="open")
+
+    def broken_snapshot() -> Any:
+        raise Boom("deriving the kill-switch engine failed")
+
+    waf.store.engine = broken_snapshot  # type: ignore[method-assign]
+    result = await call(waf, http_scope("/"))
+    assert result.status == 200 and app.calls == 1
+    assert waf.counters["errors"] == 1

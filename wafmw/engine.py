@@ -25,6 +25,7 @@ from typing import Any
 
 import re2
 
+from .body import BodyLimits
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .errors import EvaluationTimeout
@@ -147,6 +148,10 @@ class Engine:
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
         self.settings = ruleset.settings
+        body = ruleset.settings.body
+        self.body_limits = BodyLimits(
+            json_max_depth=body.json_max_depth, max_fields=body.max_fields
+        )
         groups: dict[tuple[str, ...], ChainGroup] = {}
         for rule in ruleset.filters:
             cf = self._compile_filter(rule, ruleset)

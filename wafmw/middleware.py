@@ -1,9 +1,10 @@
 """WAFMiddleware: pure ASGI, one failure boundary, the body replayed byte for byte.
 
-Request flow (docs/architecture in README): build a lazy RequestView; phase 1 inspects
-everything but the body; only when no decision was reached and some rule needs the body is the
-body read (up to the configured limit) and phase 2 run. The downstream app is called outside the
-failure boundary: an exception from the app is the app's own and passes through untouched.
+Request flow: build a lazy RequestView; the guards (IP lists, rate limits, bots) run first;
+then phase 1 inspects everything but the body; only when no decision was reached and some rule
+needs the body is the body read (up to the configured limit) and phase 2 run. All of that is
+inside one failure boundary. The downstream app is called outside it: an exception from the app
+is the app's own and passes through untouched.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .body import BodyLimits
 from .decision import Decision, Match
 from .decision import Outcome as DecisionOutcome
 from .engine import Engine, RuleFailure
@@ -124,39 +124,42 @@ class WAFMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        engine, kill = self.store.engine()  # one snapshot for the whole request
-        settings = engine.settings
-        if settings.mode == "off":
-            await self.app(scope, receive, send)
-            return
-        guards = self._guards_for_active()
-        body = settings.body
-        view = RequestView(
-            scope,
-            client_ip_resolver=guards.resolver,
-            body_limits=BodyLimits(json_max_depth=body.json_max_depth, max_fields=body.max_fields),
-        )
+        engine = self.store.active
+        guards = self._guards
+        view = RequestView(scope)
         consumed: list[Message] = []
         started = time.perf_counter()
-        guard_matches: list[Match] = []
         answer: Outcome | None = None
+        decision: Decision | None = None
         # -- the failure boundary: nothing inside the WAF may reach the app or the server --
         try:
-            skip_filters = False
-            if guards.active:
-                detect = settings.mode == "detect"
-                answer, skip_filters = await self._guard(guards, view, kill, detect, guard_matches)
-            if answer is not None or skip_filters:
-                decision = Decision("allow", 200, matches=guard_matches)
-            else:
-                decision = await self._inspect(engine, view, receive, consumed)
-                decision.matches[:0] = guard_matches
+            engine, kill = self.store.engine()  # one snapshot for the whole request
+            settings = engine.settings
+            if settings.mode != "off":
+                guards = self._guards_for_active()
+                view.client_ip_resolver = guards.resolver
+                view.body_limits = engine.body_limits
+                guard_matches: list[Match] = []
+                skip_filters = False
+                if guards.active:
+                    detect = settings.mode == "detect"
+                    answer, skip_filters = await self._guard(
+                        guards, view, kill, detect, guard_matches
+                    )
+                if answer is not None or skip_filters:
+                    decision = Decision("allow", 200, matches=guard_matches)
+                else:
+                    decision = await self._inspect(engine, view, receive, consumed)
+                    decision.matches[:0] = guard_matches
         except Exception as exc:
             if await self._fail(engine, view, exc, started, send):
                 return
             if consumed:
                 receive = _replaying(consumed, receive)
             await self._call_app(guards, view, scope, receive, send)
+            return
+        if decision is None:  # mode off
+            await self.app(scope, receive, send)
             return
         # -- outside the boundary --
         self.counters["inspected"] += 1

@@ -21,6 +21,7 @@ Pairs = tuple[tuple[str, str], ...]
 # whitespace, so `\s`-based patterns cannot reach across a join.
 SEPARATOR = "\x00"
 _ALL_HEADERS = Target("headers")
+_DEFAULT_BODY_LIMITS = BodyLimits()
 
 
 def parse_query(query: str) -> Pairs:
@@ -48,15 +49,15 @@ def _decode(raw: bytes) -> str:
 class RequestView:
     __slots__ = (
         "_args",
-        "_body_limits",
         "_cache",
         "_client_ip",
-        "_client_ip_resolver",
         "_cookies",
         "_headers",
         "_parsed_body",
         "body",
+        "body_limits",
         "body_truncated",
+        "client_ip_resolver",
         "method",
         "path",
         "scope",
@@ -75,8 +76,9 @@ class RequestView:
         self.path: str = scope.get("path", "/")
         self.body: bytes | None = None
         self.body_truncated = False
-        self._client_ip_resolver = client_ip_resolver
-        self._body_limits = body_limits or BodyLimits()
+        # Set by the middleware once it knows the ruleset (trusted proxies, body limits).
+        self.client_ip_resolver = client_ip_resolver
+        self.body_limits = body_limits or _DEFAULT_BODY_LIMITS
         self._headers: Pairs | None = None
         self._args: Pairs | None = None
         self._cookies: Pairs | None = None
@@ -170,8 +172,8 @@ class RequestView:
     @property
     def client_ip(self) -> str | None:
         if self._client_ip is False:
-            if self._client_ip_resolver is not None:
-                self._client_ip = self._client_ip_resolver(self.scope)
+            if self.client_ip_resolver is not None:
+                self._client_ip = self.client_ip_resolver(self.scope)
             else:
                 client = self.scope.get("client")
                 self._client_ip = client[0] if client else None
@@ -184,7 +186,7 @@ class RequestView:
     @property
     def parsed_body(self) -> ParsedBody:
         if self._parsed_body is None:
-            self._parsed_body = parse_body(self.content_type, self.body or b"", self._body_limits)
+            self._parsed_body = parse_body(self.content_type, self.body or b"", self.body_limits)
         return self._parsed_body
 
     # -- targets --------------------------------------------------------------------------------
