@@ -512,10 +512,10 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
 _SQL_PREFILTER = (
     # Cheap and specific enough that ordinary header values (a browser User-Agent with "like
     # Gecko", cookies, Accept lists) do not reach the tokenizer.
-    r"['\"`]|--|/\*|#|@@|\|\||&&|[\x{2018}\x{2019}]"
+    r"['\"`]|--|/\*[^;,/]|#|@@|\|\||&&|[\x{2018}\x{2019}]"
     r"|\b(?:union|select|sleep|benchmark|waitfor|having|information_schema|exec|execute|drop"
     r"|insert|delete|update|truncate|declare|extractvalue|updatexml|pg_sleep|load_file|outfile"
-    r"|procedure|shutdown)\b"
+    r"|procedure|shutdown)(?:\s|\(|/\*|$)"
     r"|\b(?:or|and|xor|not|div|like|is|in|regexp|rlike)\s*[\d'\"(@-]"
     r"|\d\s*(?:[=<>!]=?|<=>)\s*\d|;\s*(?:select|insert|update|delete|drop|exec|declare|shutdown|set\s|alter|create|truncate|waitfor)|(?:!=|<>|<=|>=)\s*[(\d'\"]"
     r"|\b(?:xmltype|utl_inaddr|utl_http|dbms_\w+|xp_\w+|sp_\w+|gtid_subset|name_const|exp|polygon"
