@@ -71,6 +71,8 @@ class CompiledFilter:
     # rules out a target with many values (all the headers, say) before probing each.
     unit_probe: Any = None
     group: ChainGroup | None = None
+    # The operator bound to its argument at compile time: (value, deadline) -> matched text.
+    test: Callable[[str, float], str | None] = field(default=lambda subject, deadline: None)
 
 
 @dataclass(slots=True)
@@ -97,6 +99,56 @@ class ChainGroup:
 # length of what is remembered; long values are always checked afresh.
 _DETECTOR_MEMORY = 4096
 _DETECTOR_MEMORY_MAX_CHARS = 512
+
+
+def _operator(cf: CompiledFilter) -> Callable[[str, float], str | None]:
+    """The filter's operator as one function, so the per-value loop does no dispatching."""
+    rule = cf.rule
+    op, arg = rule.operator, rule.argument
+    if op == "regex":
+        pattern = cf.pattern
+        assert pattern is not None
+
+        def regex_test(subject: str, deadline: float) -> str | None:
+            probe = cf.probe
+            if probe is not None and not probe.Match(subject):
+                return None
+            return pattern.search(subject, deadline - time.perf_counter())
+
+        return regex_test
+    if op == "contains":
+        return lambda subject, deadline: arg if arg in subject else None
+    if op == "contains_any":
+        words = cf.words
+        return lambda subject, deadline: next((w for w in words if w in subject), None)
+    if op == "equals":
+        return lambda subject, deadline: subject if subject == arg else None
+    if op == "starts_with":
+        return lambda subject, deadline: subject if subject.startswith(arg) else None
+    if op == "ends_with":
+        return lambda subject, deadline: subject if subject.endswith(arg) else None
+    if op == "length":
+        return lambda subject, deadline: subject if arg.holds(len(subject)) else None
+    if op == "detect":
+        # The remembered verdict covers the prefilter too (see _remembering).
+        check = cf.detector_check
+        assert check is not None
+        return lambda subject, deadline: subject if check(subject) else None
+    if op == "count":
+        return lambda subject, deadline: None  # counted by _check, not per value
+    raise ValueError(f"unknown operator {op}")  # pragma: no cover - validated at load
+
+
+# Targets that hold one value (or a named member of a collection, usually one value too).
+_SINGLE_VALUED = frozenset({"path", "raw_path", "query", "uri", "method", "http_version"})
+
+
+def _narrow(rule: FilterRule) -> bool:
+    """Whether a rule only reads a few single values (the method, one header…). Such a rule is
+    checked directly — one probe per value — rather than joining the group's scan: protocol
+    checks written as "anything but…" would match the joined text on every request and cost a
+    confirmation each time."""
+    return all(t.name is not None or t.kind in _SINGLE_VALUED for t in rule.targets)
 
 
 def _prefiltered(probe: Any, check: Callable[[str], bool]) -> Callable[[str], bool]:
@@ -163,7 +215,7 @@ class Engine:
                 )
                 group = groups[cf.chain] = ChainGroup(cf.chain, cf.chain[:split], cf.chain[split:])
             source = _set_pattern(cf)
-            if source is not None:
+            if source is not None and not _narrow(rule):
                 cf.in_set = True
                 group.set_filters.append(cf)
             elif rule.needs_body:
@@ -190,6 +242,7 @@ class Engine:
             cf.detector = get_detector(rule.argument)
             cf.probe = _probe(cf.detector.prefilter)
             cf.detector_check = _remembering(_prefiltered(cf.probe, cf.detector.check))
+        cf.test = _operator(cf)
         exclusions = []
         for ex in ruleset.exclusions:
             if ex.applies_to(rule):
@@ -346,7 +399,7 @@ class Engine:
                 subject = (
                     subjects[index] if subjects is not None else view.transformed(value, chain)
                 )
-                hit = self._operate(cf, subject, deadline)
+                hit = cf.test(subject, deadline)
                 if rule.negate:
                     hit = None if hit is not None else subject
                 if hit is not None:
@@ -370,36 +423,6 @@ class Engine:
         else:
             joined = view.joined((target,), group.separator)
         return view.transformed(joined, group.on_joined)
-
-    @staticmethod
-    def _operate(cf: CompiledFilter, subject: str, deadline: float) -> str | None:
-        rule = cf.rule
-        op = rule.operator
-        if op == "regex":
-            assert cf.pattern is not None
-            if cf.probe is not None and not cf.probe.Match(subject):
-                return None
-            return cf.pattern.search(subject, deadline - time.perf_counter())
-        if op == "contains":
-            return rule.argument if rule.argument in subject else None
-        if op == "contains_any":
-            for word in cf.words:
-                if word in subject:
-                    return word
-            return None
-        if op == "equals":
-            return subject if subject == rule.argument else None
-        if op == "starts_with":
-            return subject if subject.startswith(rule.argument) else None
-        if op == "ends_with":
-            return subject if subject.endswith(rule.argument) else None
-        if op == "length":
-            return subject if rule.argument.holds(len(subject)) else None
-        if op == "detect":
-            # The remembered verdict covers the prefilter too (see _remembering).
-            assert cf.detector_check is not None
-            return subject if cf.detector_check(subject) else None
-        raise ValueError(f"unknown operator {op}")  # pragma: no cover - validated at load
 
     # -- decision -------------------------------------------------------------------------------
 
