@@ -22,6 +22,10 @@ SQLI_ATTACKS = [
     "'; WAITFOR DELAY '0:0:5'--",
     "1' and 1=(select count(*) from information_schema.tables)--",
     "') or ('a'='a",
+    '<?xml version="1.0"?><root><a probe="1 OR 1=1"></a></root>',
+    "OR 1#",
+    "1 UNION SELECT @@version -- -",
+    "(select(0)from(select(sleep(15)))v)",
 ]
 SQLI_BENIGN = [
     "O'Brien",
@@ -36,6 +40,9 @@ SQLI_BENIGN = [
     "status:open AND priority:high",
     "and/or",
     "",
+    '<?xml version="1.0"?><order><id>42</id><note>Leave at the back door</note></order>',
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)",
+    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
 ]
 XSS_ATTACKS = [
     "<script>alert(1)</script>",

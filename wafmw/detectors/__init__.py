@@ -478,6 +478,15 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
             and (toks[i + 1][0] == "f" or (_is_operand(toks[i + 1]) and toks[i + 2][1] in _COMPARE))
         ):
             return True
+    # a value that starts with a logic operator and an operand and ends in a comment: OR 1#
+    if (
+        not broke_out
+        and n >= 3
+        and words[0] in _LOGIC
+        and _is_operand(toks[1])
+        and toks[-1][0] == "c"
+    ):
+        return True
     if broke_out and n:
         first = toks[0]
         # the literal was closed and the rest is commented away: admin'-- / 1'#
@@ -532,8 +541,34 @@ def _looks_binary(s: str) -> bool:
     return len(_BINARY.findall(s, 0, 512)) * 10 > min(len(s), 512)
 
 
+_XML_VALUES = re.compile(r"""=\s*"([^"<>]{1,512})"|>([^<>]{1,512})<""")
+
+
+def _markup_values(s: str) -> list[str]:
+    """Attribute values and text nodes of an XML/SOAP body, which the engine hands over raw."""
+    if not s.lstrip().startswith("<"):
+        return []
+    out = []
+    for m in _XML_VALUES.finditer(s):
+        v = m.group(1) if m.group(1) is not None else m.group(2)
+        if v.strip():
+            out.append(v)
+        if len(out) >= 64:
+            break
+    return out
+
+
 def sqli(value: str) -> bool:
     """Whether `value` reads as an SQL injection in any quoting context."""
+    try:
+        if any(_sqli(v) for v in _markup_values(value[:_MAX_INPUT])):
+            return True
+        return _sqli(value)
+    except Exception:
+        return False
+
+
+def _sqli(value: str) -> bool:
     try:
         s = value[:_MAX_INPUT].lower()
         if _looks_binary(s):
