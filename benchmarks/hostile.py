@@ -34,7 +34,13 @@ BENIGN_WORDS = "the quick brown fox jumps over a lazy dog near union station at 
 
 def shapes(rule: FilterRule) -> list[str]:
     """A few hostile units for one rule: its literal words and punctuation, repeated."""
-    source = rule.argument if isinstance(rule.argument, str) else " ".join(map(str, rule.argument))
+    argument = rule.argument
+    if isinstance(argument, str):
+        source = argument
+    elif isinstance(argument, tuple):
+        source = " ".join(map(str, argument))
+    else:  # a length or count comparison: nothing to shape
+        source = ""
     words = re.findall(r"[a-z]{3,}", source.lower())[:6] or ["a"]
     punct = "".join(sorted(set(re.findall(r"[^\w\s\\]", source))))[:8] or "'"
     return [
