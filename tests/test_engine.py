@@ -182,8 +182,12 @@ def test_join_separator_avoids_what_rules_look_for(write_rules: Callable[..., Pa
     # Values that would look like a header line or a NUL byte at a join are not flagged...
     scope, _ = case_scope(Case(path="/?a=x&b=https://example.com/", headers=(("X-A", "b"),)))
     view = RequestView(scope)
-    assert group.scanner.Match(view.transformed(view.joined(group.head_units, group.separator),
-                                                group.chain)) is None
+    assert (
+        group.scanner.Match(
+            view.transformed(view.joined(group.head_units, group.separator), group.chain)
+        )
+        is None
+    )
     # ...while the same rule still matches inside one value.
     assert matched(engine, "/?a=x%00y") == [1]
     assert matched(engine, "/?a=x%0aset-cookie:%20a") == [1]
