@@ -23,16 +23,37 @@ from .model import Case, FilterRule
 from .request import RequestView
 
 SAMPLE_REQUESTS: tuple[Case, ...] = (
-    Case("GET", "/", (("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"),
-                      ("Accept", "text/html"), ("Accept-Language", "en-US,en;q=0.5"),
-                      ("Cookie", "session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl"))),
+    Case(
+        "GET",
+        "/",
+        (
+            ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"),
+            ("Accept", "text/html"),
+            ("Accept-Language", "en-US,en;q=0.5"),
+            ("Cookie", "session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl"),
+        ),
+    ),
     Case("GET", "/search?q=union+station&page=2&sort=price", (("User-Agent", "Mozilla/5.0"),)),
     Case("GET", "/products/blue-shirt-42?ref=homepage&utm_source=newsletter"),
-    Case("POST", "/api/comments", (("Content-Type", "application/json"),),
-         json.dumps({"author": "Ann O'Brien", "text": "Select the best option; see <b>docs</b>.",
-                     "tags": ["help", "question"], "rating": 5})),
-    Case("POST", "/login", (("Content-Type", "application/x-www-form-urlencoded"),),
-         "username=jdoe&password=correct+horse+battery&remember=1"),
+    Case(
+        "POST",
+        "/api/comments",
+        (("Content-Type", "application/json"),),
+        json.dumps(
+            {
+                "author": "Ann O'Brien",
+                "text": "Select the best option; see <b>docs</b>.",
+                "tags": ["help", "question"],
+                "rating": 5,
+            }
+        ),
+    ),
+    Case(
+        "POST",
+        "/login",
+        (("Content-Type", "application/x-www-form-urlencoded"),),
+        "username=jdoe&password=correct+horse+battery&remember=1",
+    ),
     Case("GET", "/static/app.3f2a9c.js"),
 )
 
@@ -67,8 +88,9 @@ def corpus_requests(path: str | os.PathLike[str], limit: int = 500) -> list[Case
     return out
 
 
-def _time(engine: Engine, prepared: Sequence[tuple[dict[str, object], bytes]],
-          repeats: int) -> float:
+def _time(
+    engine: Engine, prepared: Sequence[tuple[dict[str, object], bytes]], repeats: int
+) -> float:
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
