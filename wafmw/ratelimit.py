@@ -857,6 +857,23 @@ def _storage_key(prefix: str, rule: RateLimitRule, key: tuple[str, ...]) -> str:
     return f"{prefix}:{rule.id}:{{{text}}}"
 
 
+def open_limits_storage(uri: str, timeout: float, field: str) -> Any:
+    """An async `limits` storage for a URI, its calls bounded by `timeout` where the backend
+    allows; ValueError("field: ...") when the URI is unusable."""
+    from limits.storage import storage_from_string
+
+    async_uri = uri if uri.startswith("async+") else f"async+{uri}"
+    options: dict[str, float | str | bool] = {"wrap_exceptions": True}
+    if urlsplit(async_uri).scheme.startswith("async+redis"):
+        options["implementation"] = "redispy"  # coredis is not a dependency
+        options["socket_timeout"] = timeout
+        options["socket_connect_timeout"] = timeout
+    try:
+        return storage_from_string(async_uri, **options)
+    except Exception as exc:
+        raise ValueError(f"{field}: {redact_uri(uri)}: {exc}") from exc
+
+
 def redact_uri(uri: str) -> str:
     """A storage URI fit for a log line: any user name and password replaced by ***."""
     parts = urlsplit(uri)
@@ -1444,20 +1461,8 @@ class _LimitsBackend:
         retry_interval: float,
     ) -> None:
         from limits.aio import strategies
-        from limits.storage import storage_from_string
 
-        async_uri = uri if uri.startswith("async+") else f"async+{uri}"
-        options: dict[str, float | str | bool] = {"wrap_exceptions": True}
-        scheme = urlsplit(async_uri).scheme
-        if scheme.startswith("async+redis"):
-            options["implementation"] = "redispy"  # coredis is not a dependency
-            options["socket_timeout"] = timeout
-            options["socket_connect_timeout"] = timeout
-        try:
-            storage = storage_from_string(async_uri, **options)
-        except Exception as exc:
-            raise ValueError(f"rate_limit_storage: {redact_uri(uri)}: {exc}") from exc
-        self._storage: LimitsStorage = storage  # type: ignore[assignment]
+        self._storage: LimitsStorage = open_limits_storage(uri, timeout, "rate_limit_storage")
         by_name: dict[str, type[LimitsStrategy]] = {
             "fixed-window": strategies.FixedWindowRateLimiter,
             "moving-window": strategies.MovingWindowRateLimiter,
@@ -1467,7 +1472,7 @@ class _LimitsBackend:
         for rule in rules:
             if rule.strategy not in self._strategies:
                 try:
-                    self._strategies[rule.strategy] = by_name[rule.strategy](storage)
+                    self._strategies[rule.strategy] = by_name[rule.strategy](self._storage)
                 except NotImplementedError as exc:
                     raise ValueError(
                         f"rate_limit_storage: {redact_uri(uri)} does not support {rule.strategy}"

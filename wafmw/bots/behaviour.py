@@ -34,10 +34,10 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
-from ..ratelimit import redact_uri
+from ..ratelimit import open_limits_storage, redact_uri
 from .config import BehaviourConfig
 from .model import Signal
 
@@ -102,19 +102,8 @@ class _MemoryCounters:
 
 
 def _open_storage(uri: str, timeout: float) -> _Counters:
-    from limits.storage import storage_from_string
-
-    async_uri = uri if uri.startswith("async+") else f"async+{uri}"
-    options: dict[str, Any] = {"wrap_exceptions": True}
-    if urlsplit(async_uri).scheme.startswith("async+redis"):
-        options["implementation"] = "redispy"  # coredis is not a dependency
-        options["socket_timeout"] = timeout
-        options["socket_connect_timeout"] = timeout
-    try:
-        storage = storage_from_string(async_uri, **options)
-    except Exception as exc:
-        raise ValueError(f"storage: {redact_uri(uri)}: {exc}") from exc
-    return storage  # type: ignore[return-value]
+    storage: _Counters = open_limits_storage(uri, timeout, "storage")
+    return storage
 
 
 class _Pending:
