@@ -138,7 +138,7 @@ async def run(port: int, rules: Path, seconds: float, every: float, connections:
     clients = [asyncio.create_task(client(port, stop, stats)) for _ in range(connections)]
     flips = 0
     while time.monotonic() < stop:
-        name, data = VERSIONS[flips % len(VERSIONS)]
+        _name, data = VERSIONS[flips % len(VERSIONS)]
         replace(rules, data)
         flips += 1
         await asyncio.sleep(every)
