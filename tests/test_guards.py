@@ -283,3 +283,16 @@ async def test_reload_keeps_counters_when_limits_unchanged(
     # The filter change did not reset the login counter: one more, then 429.
     assert [(await call(waf, login())).status for _ in range(2)] == [200, 429]
     assert (await call(waf, http_scope("/?q=evil"))).status == 403
+
+
+async def test_storage_errors_are_counted_in_status(write_rules: Callable[..., Path]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    rules = write_rules(LOGIN_LIMIT.format(storage=f"redis://127.0.0.1:{closed_port}"))
+    waf = WAFMiddleware(EchoApp(), rules=rules)
+    for _ in range(3):
+        await call(waf, login())
+    status = waf.status()
+    assert status["counters"]["rate_limit_storage_errors"] == 3
+    assert status["active"]["rate_limits"] == 1

@@ -63,7 +63,6 @@ class CompiledFilter:
     detector_check: Callable[[str], bool] | None = None
     # (path matcher or None for every path, excluded targets or None for the whole rule)
     exclusions: tuple[tuple[PathMatcher | None, frozenset[Target] | None], ...] = ()
-    in_set: bool = False
     # A one-pattern RE2 set: a yes/no answer costs one C call, where the `re2` module's
     # search spends several µs in Python. The full search runs only to report a match.
     probe: Any = None
@@ -216,7 +215,6 @@ class Engine:
                 group = groups[cf.chain] = ChainGroup(cf.chain, cf.chain[:split], cf.chain[split:])
             source = _set_pattern(cf)
             if source is not None and not _narrow(rule):
-                cf.in_set = True
                 group.set_filters.append(cf)
             elif rule.needs_body:
                 group.direct_body.append(cf)

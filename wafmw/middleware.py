@@ -319,7 +319,6 @@ class WAFMiddleware:
         last = consumed[-1]
         oversize = size > limit or (last["type"] == "http.request" and last.get("more_body", False))
         view.body = data[:limit]
-        view.body_truncated = oversize
         return oversize
 
     async def _fail(
@@ -394,4 +393,5 @@ class WAFMiddleware:
 
     def status(self) -> dict[str, Any]:
         """What is active and how it got there (see RulesetStore.status), plus counters."""
-        return {**self.store.status(), "counters": dict(self.counters)}
+        counters = {**self.counters, "rate_limit_storage_errors": self._guards.storage_errors}
+        return {**self.store.status(), "counters": counters}

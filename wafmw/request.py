@@ -56,7 +56,6 @@ class RequestView:
         "_parsed_body",
         "body",
         "body_limits",
-        "body_truncated",
         "client_ip_resolver",
         "method",
         "path",
@@ -75,7 +74,6 @@ class RequestView:
         self.method: str = scope.get("method", "GET")
         self.path: str = scope.get("path", "/")
         self.body: bytes | None = None
-        self.body_truncated = False
         # Set by the middleware once it knows the ruleset (trusted proxies, body limits).
         self.client_ip_resolver = client_ip_resolver
         self.body_limits = body_limits or _DEFAULT_BODY_LIMITS

@@ -487,6 +487,8 @@ class RulesetStore:
                 "loaded_at": _iso(self.loaded_at),
                 "files": list(ruleset.files),
                 "filters": len(ruleset.filters),
+                "filters_above_paranoia": ruleset.skipped_by_paranoia,
+                "rate_limits": len(ruleset.rate_limits),
                 "mode": ruleset.settings.mode,
                 "on_error": ruleset.settings.on_error,
                 "minimal_fallback": self.started_on_minimal,
