@@ -271,12 +271,9 @@ class RequestView:
         return text
 
     def _all_header_values(self, separator: str) -> str:
-        # Decoding the joined bytes once is much cheaper than decoding each header, and gives
-        # the same text: an invalid byte is replaced alike on either side of a separator.
-        if self._headers is not None:
-            return separator.join(value for _, value in self._headers)
-        raw_separator = separator.encode("latin-1")
-        return _decode(raw_separator.join(value for _, value in self.scope.get("headers", ())))
+        # From the decoded pairs, which the by-name index of named header targets reuses:
+        # each header value is decoded once per request.
+        return separator.join(value for _, value in self.headers)
 
     def transformed(self, value: str, chain: tuple[str, ...]) -> str:
         """`value` after the transform chain, computed once per request."""
