@@ -36,6 +36,15 @@ def http_scope(
     }
 
 
+def post_scope(target: str, body: bytes, content_type: str | None = None) -> dict[str, Any]:
+    """A POST with a correct Content-Length and, when given, a Content-Type."""
+    headers = [("host", "t")]
+    if content_type is not None:
+        headers.append(("content-type", content_type))
+    headers.append(("content-length", str(len(body))))
+    return http_scope(target, method="POST", headers=headers)
+
+
 async def call(app: Any, scope: dict[str, Any], chunks: list[bytes] | None = None) -> Result:
     """Send the body in the given chunks; return what the client received."""
     chunks = chunks or [b""]

@@ -15,7 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tests.asgi import EchoApp, call, http_scope
+from tests.asgi import EchoApp, call, http_scope, post_scope
 from wafmw import RuleFileError, WAFMiddleware
 
 pytestmark = pytest.mark.anyio
@@ -125,15 +125,7 @@ async def test_post_body_reaches_app_byte_for_byte_in_chunks(rules: Path) -> Non
     waf = WAFMiddleware(app, rules=rules)
     payload = bytes(range(256)) * 40 + "é ünïcode".encode()
     chunks = [payload[i : i + 1000] for i in range(0, len(payload), 1000)]
-    scope = http_scope(
-        "/upload",
-        method="POST",
-        headers=[
-            ("host", "t"),
-            ("content-type", "application/octet-stream"),
-            ("content-length", str(len(payload))),
-        ],
-    )
+    scope = post_scope("/upload", payload, "application/octet-stream")
     result = await call(waf, scope, chunks)
     assert result.status == 200
     assert app.received == payload
@@ -144,15 +136,7 @@ async def test_body_attack_blocked(rules: Path) -> None:
     app = EchoApp()
     waf = WAFMiddleware(app, rules=rules)
     body = b"comment=1+union+all+select+1"
-    scope = http_scope(
-        "/c",
-        method="POST",
-        headers=[
-            ("host", "t"),
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("content-length", str(len(body))),
-        ],
-    )
+    scope = post_scope("/c", body, "application/x-www-form-urlencoded")
     assert (await call(waf, scope, [body[:5], body[5:]])).status == 403
     assert app.calls == 0
 
@@ -164,15 +148,7 @@ async def test_body_beyond_inspect_limit_is_passed_whole(write_rules: Callable[.
     app = EchoApp()
     waf = WAFMiddleware(app, rules=path)
     body = b"x=1&" + b"a" * 5000 + b"&y=union select"
-    scope = http_scope(
-        "/c",
-        method="POST",
-        headers=[
-            ("host", "t"),
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("content-length", str(len(body))),
-        ],
-    )
+    scope = post_scope("/c", body, "application/x-www-form-urlencoded")
     result = await call(waf, scope, [body[:100], body[100:]])
     assert result.status == 200  # the attack is past the inspected prefix
     assert app.received == body
@@ -188,7 +164,7 @@ async def test_body_beyond_limit_rejected_when_configured(write_rules: Callable[
     app = EchoApp()
     waf = WAFMiddleware(app, rules=path)
     body = b"x" * 100
-    scope = http_scope("/c", method="POST", headers=[("host", "t"), ("content-length", "100")])
+    scope = post_scope("/c", body)
     assert (await call(waf, scope, [body])).status == 413
     assert app.calls == 0
 
@@ -211,7 +187,7 @@ async def test_fail_open_lets_request_through_with_body(
     waf = WAFMiddleware(app, rules=rules, on_error="open")
     _break_engine(waf)
     body = b"hello=world"
-    scope = http_scope("/c", method="POST", headers=[("host", "t"), ("content-length", "11")])
+    scope = post_scope("/c", body)
     with caplog.at_level(logging.INFO, logger="wafmw"):
         result = await call(waf, scope, [body])
     assert result.status == 200 and app.received == body
@@ -228,15 +204,7 @@ async def test_fail_open_after_body_read_replays_body(rules: Path) -> None:
 
     waf.engine.evaluate_body = explode  # type: ignore[method-assign]
     body = b"a=1&b=2"
-    scope = http_scope(
-        "/c",
-        method="POST",
-        headers=[
-            ("host", "t"),
-            ("content-length", "7"),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-    )
+    scope = post_scope("/c", body, "application/x-www-form-urlencoded")
     result = await call(waf, scope, [b"a=1", b"&b=2"])
     assert result.status == 200 and app.received == body
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.asgi import EchoApp, call, http_scope
+from tests.asgi import EchoApp, call, http_scope, post_scope
 from wafmw import WAFMiddleware, default_rules_path, load_rules
 from wafmw.casetest import run_cases
 
@@ -48,15 +48,7 @@ async def test_default_rules_block_sqli_and_pass_lookalikes() -> None:
     benign = await call(waf, http_scope("/?q=union%20station"))
     assert benign.status == 200
     body = b'{"comment": "I\'ll select the union station stop, O\'Brien said."}'
-    scope = http_scope(
-        "/c",
-        method="POST",
-        headers=[
-            ("host", "t"),
-            ("content-type", "application/json"),
-            ("content-length", str(len(body))),
-        ],
-    )
+    scope = post_scope("/c", body, "application/json")
     result = await call(waf, scope, [body[:10], body[10:]])
     assert result.status == 200 and app.received == body
 
