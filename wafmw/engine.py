@@ -427,9 +427,8 @@ class Engine:
     def decide(self, matches: list[Match]) -> Decision:
         """Turn matches into a decision: allow rules win, then block actions, then the score."""
         threshold = self.settings.anomaly_threshold
-        score = 0
-        enforced_block = False
-        would_block = False
+        score = enforced_score = 0
+        would_block = enforced_block = False
         for m in matches:
             if m.action == "allow" and not m.detect_only:
                 return Decision(
@@ -440,9 +439,9 @@ class Engine:
                 enforced_block = enforced_block or not m.detect_only
             elif m.action == "score":
                 score += m.score
-        enforced_score = sum(m.score for m in matches if m.action == "score" and not m.detect_only)
-        if score >= threshold:
-            would_block = True
+                if not m.detect_only:
+                    enforced_score += m.score
+        would_block = would_block or score >= threshold
         if enforced_block or enforced_score >= threshold:
             return Decision("block", 403, score, True, matches)
         if matches:
