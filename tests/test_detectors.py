@@ -26,6 +26,11 @@ SQLI_ATTACKS = [
     "OR 1#",
     "1 UNION SELECT @@version -- -",
     "(select(0)from(select(sleep(15)))v)",
+    "z'or email notnull--",
+    "user'collate nocase--",
+    "x'&email--",
+    "' ? # = #",
+    "'''or 1",
 ]
 SQLI_BENIGN = [
     "O'Brien",
@@ -43,6 +48,10 @@ SQLI_BENIGN = [
     '<?xml version="1.0"?><order><id>42</id><note>Leave at the back door</note></order>',
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)",
     "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "I'm not sure --",
+    "O'Brien and Smith --",
+    "can't and won't --",
+    "rock 'n' roll -- live",
 ]
 XSS_ATTACKS = [
     "<script>alert(1)</script>",

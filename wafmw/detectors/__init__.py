@@ -245,6 +245,12 @@ _DANGEROUS_FUNCS = frozenset(
         "pg_ls_dir",
     ]
 )
+# words that continue an expression right after a closed literal (besides _LOGIC and _COMPARE)
+_INFIX = (
+    _LOGIC
+    | _COMPARE
+    | frozenset({"collate", "notnull", "isnull", "mod", "ilike", "similar", "escape", "div"})
+)
 # tokens that may stand next to an injected expression: logic, separators, brackets
 _EDGE = frozenset(
     {"or", "and", "xor", "||", "&&", "(", ")", ",", ";", "where", "having", "when", "on", "not"}
@@ -492,6 +498,15 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
         # the literal was closed and the rest is commented away: admin'-- / 1'#
         if first[0] == "c":
             return True
+        # the literal was closed, an operator follows at once and a comment cuts the rest of
+        # the query off: x'or email notnull--, user'collate nocase--, x'&email--, id'not glob--
+        if (
+            2 <= n <= 12
+            and toks[-1][0] == "c"
+            and (first[0] == "o" or first[1] in _INFIX or first[1] == "?")
+            and not any(t[0] == "s" for t in toks)
+        ):
+            return True
         if first[1] == ";" and (n == 1 or words[1] in _STATEMENTS or toks[1][0] in ("c", "v")):
             return True
         if first[1] == "union" and (n == 1 or words[1] in ("all", "select", "distinct", "(")):
@@ -586,6 +601,12 @@ def _sqli(value: str) -> bool:
             # read the text after the first quote as if that quote had closed a literal
             lead = not s[:i].strip()
             if _sql_shapes(_tokens(s[i + 1 :]), broke_out=True, lead=lead):
+                return True
+            # a run of quotes (and escaping backslashes) closes the literal too: '''or 1, \''or'
+            j = i + 1
+            while j < len(s) and s[j] in "'\"\\`":
+                j += 1
+            if j > i + 1 and _sql_shapes(_tokens(s[j:]), broke_out=True, lead=lead):
                 return True
         return False
     except Exception:
