@@ -501,7 +501,7 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
         # the literal was closed, an operator follows at once and a comment cuts the rest of
         # the query off: x'or email notnull--, user'collate nocase--, x'&email--, id'not glob--
         if (
-            2 <= n <= 12
+            2 <= n <= 16
             and toks[-1][0] == "c"
             and (first[0] == "o" or first[1] in _INFIX or first[1] == "?")
             and not any(t[0] == "s" for t in toks)
