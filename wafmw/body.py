@@ -54,7 +54,7 @@ def parse_body(content_type: str | None, body: bytes, limits: BodyLimits) -> Par
         media_type, params = _parse_content_type(content_type or "")
         if media_type == "application/x-www-form-urlencoded":
             return _parse_form(raw, limits)
-        if media_type in ("application/json", "text/json") or media_type.endswith("+json"):
+        if is_json(media_type):
             return _parse_json(raw, limits)
         if media_type == "multipart/form-data":
             return _parse_multipart(body, params.get("boundary", ""), raw, limits)
@@ -85,6 +85,15 @@ def _parse_params(text: str) -> dict[str, str]:
         # The first occurrence wins, as in most servers; later duplicates are ignored.
         params.setdefault(name, value)
     return params
+
+
+def media_type_of(content_type: str | None) -> str:
+    """The media type of a Content-Type value, lowercased, as parse_body reads it."""
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
+def is_json(media_type: str) -> bool:
+    return media_type in ("application/json", "text/json") or media_type.endswith("+json")
 
 
 def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:

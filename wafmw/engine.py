@@ -33,6 +33,16 @@ from .globs import compile_globs
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
 from .patterns import CompiledPattern, anchored_at_joins, compile_pattern, re2_options
 from .request import SEPARATOR, RequestView
+from .sieve import (
+    BODY_KINDS,
+    HEAD_KINDS,
+    Sieve,
+    SieveEntry,
+    compile_passes,
+    looks_benign,
+    plan_group,
+    sieve_pattern,
+)
 from .transforms import JOIN_CHARACTERS, TRANSFORMS
 
 PathMatcher = Callable[[str], bool]
@@ -53,7 +63,7 @@ def _path_matcher(pattern: str) -> PathMatcher:
     return lambda path: compiled.match(path) is not None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class CompiledFilter:
     rule: FilterRule
     chain: tuple[str, ...]
@@ -226,6 +236,8 @@ class Engine:
             self._build_scanner(group)
         self.groups = tuple(groups.values())
         self.needs_body = any(group.body_units or group.direct_body for group in self.groups)
+        self.head_sieve = self._build_sieve(body=False)
+        self.body_sieve = self._build_sieve(body=True)
 
     @staticmethod
     def _compile_filter(rule: FilterRule, ruleset: Ruleset) -> CompiledFilter:
@@ -265,6 +277,58 @@ class Engine:
         group.head_units = tuple(t for t in units if not t.needs_body)
         group.body_units = tuple(t for t in units if t.needs_body)
 
+    def _build_sieve(self, *, body: bool) -> Sieve | None:
+        """The sieve of one phase (see sieve.py): each pattern filter that reads only parts the
+        sieve text holds, and each group's triggers. A group some of whose scanned filters
+        cannot join is left to its own scan on every request."""
+        kinds = BODY_KINDS if body else HEAD_KINDS
+        members: dict[tuple[str, ...], tuple[list[str], list[SieveEntry]]] = {}
+        unsieved: set[int] = set()
+        skippable: set[Any] = set()
+        for gi, group in enumerate(self.groups):
+            plan = plan_group(group.chain)
+            if plan is None:
+                unsieved.add(gi)
+                continue
+            sources, entries = members.setdefault(plan.applied or (), ([], []))
+            units = group.body_units if body else group.head_units
+            for trigger in plan.triggers:
+                sources.append(trigger)
+                entries.append(SieveEntry(gi, None))
+            for cf in group.set_filters:
+                if not _reads_phase(cf.rule, body):
+                    continue
+                source = _set_pattern(cf)
+                if source is None or not _sievable(cf.rule, kinds, body):
+                    if units:
+                        unsieved.add(gi)
+                    continue
+                sources.append(sieve_pattern(source, group.chain, body=body))
+                entries.append(SieveEntry(gi, cf))
+            for cf in group.direct_body if body else group.direct_head:
+                source = _set_pattern(cf)
+                if source is None or not _sievable(cf.rule, kinds, body):
+                    continue
+                pattern = sieve_pattern(source, group.chain, body=body)
+                # A check written as "anything but…" matches every request: it stays direct.
+                if not looks_benign(pattern):
+                    continue
+                sources.append(pattern)
+                entries.append(SieveEntry(gi, cf))
+                skippable.add(cf)
+        try:
+            passes, separator = compile_passes(members)
+        except re2.error:
+            return None  # every group scans on its own, as without a sieve
+        if not passes:
+            return None
+        folds = any(
+            "lowercase" in g.chain or "cmdline" in g.chain
+            for gi, g in enumerate(self.groups)
+            if gi not in unsieved
+        )
+        return Sieve(passes, separator, folds, frozenset(unsieved), frozenset(skippable))
+
     # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate_head(self, view: RequestView, deadline: float) -> list[Match]:
@@ -277,11 +341,32 @@ class Engine:
 
     def _evaluate(self, view: RequestView, deadline: float, *, body: bool) -> list[Match]:
         matches: list[Match] = []
-        for group in self.groups:
+        sieve = self.body_sieve if body else self.head_sieve
+        # The filters the sieve flagged, per group, and the groups it cannot speak for this
+        # time (a trigger fired): those run their own scan.
+        flagged: dict[int, list[CompiledFilter]] = {}
+        whole: frozenset[int] | set[int] = frozenset()
+        if sieve is not None:
+            whole = set(sieve.unsieved)
+            for entry in sieve.scan_body(view) if body else sieve.scan_head(view):
+                if entry.filter is None:
+                    whole.add(entry.group)
+                else:
+                    flagged.setdefault(entry.group, []).append(entry.filter)
+        for gi, group in enumerate(self.groups):
             units = group.body_units if body else group.head_units
+            hits = flagged.get(gi, ())
             if group.scanner is not None and units:
-                self._scan(group, units, view, deadline, matches, body=body)
+                if sieve is None or gi in whole:
+                    self._scan(group, units, view, deadline, matches, body=body)
+                elif hits:
+                    for cf in group.set_filters:
+                        if cf in hits:
+                            self._confirm(cf, view, deadline, matches, body=body)
+            skippable = sieve.skippable if sieve is not None and gi not in whole else ()
             for cf in group.direct_body if body else group.direct_head:
+                if cf in skippable and cf not in hits:
+                    continue
                 self._confirm(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
@@ -472,6 +557,15 @@ def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple
         if not any(scanner.Match(probe) for probe in probes):
             return scanner, sep
     return _compile_set(sources, SEPARATOR), SEPARATOR
+
+
+def _reads_phase(rule: FilterRule, body: bool) -> bool:
+    return any(t.needs_body == body for t in rule.targets)
+
+
+def _sievable(rule: FilterRule, kinds: frozenset[str], body: bool) -> bool:
+    """Whether every target the rule reads in this phase is held by the phase's sieve text."""
+    return all(t.kind in kinds for t in rule.targets if t.needs_body == body)
 
 
 def _label(target: Target, name: str) -> str:

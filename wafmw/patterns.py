@@ -49,9 +49,12 @@ def check_pattern(pattern: str) -> str:
     return "regex"
 
 
-def _rewrite_anchors(pattern: str, separator: str | None) -> tuple[str, bool]:
+def _rewrite_anchors(
+    pattern: str, separator: str | None, *, delimiters: str | None = None
+) -> tuple[str, bool]:
     """Find ^, $, \\A and \\z outside character classes; with a separator, make each also
-    match that character. Returns (pattern, whether it had anchors)."""
+    match that character; with `delimiters` (a character class), make each also match one of
+    them instead. Returns (pattern, whether it had anchors)."""
     out: list[str] = []
     i, n, in_class, anchored = 0, len(pattern), False, False
     sep = "" if separator is None else f"\\x{ord(separator):02x}"
@@ -61,7 +64,13 @@ def _rewrite_anchors(pattern: str, separator: str | None) -> tuple[str, bool]:
             pair = pattern[i : i + 2]
             if not in_class and pair in ("\\A", "\\z", "\\Z"):
                 anchored = True
-                out.append(f"(?:{pair}|{sep})" if sep else pair)
+                out.append(
+                    f"(?:{pair}|{delimiters})"
+                    if delimiters
+                    else f"(?:{pair}|{sep})"
+                    if sep
+                    else pair
+                )
             else:
                 out.append(pair)
             i += 2
@@ -82,7 +91,7 @@ def _rewrite_anchors(pattern: str, separator: str | None) -> tuple[str, bool]:
                 out.append("]")
         elif ch in "^$":
             anchored = True
-            out.append(f"(?:{ch}|{sep})" if sep else ch)
+            out.append(f"(?:{ch}|{delimiters})" if delimiters else f"(?:{ch}|{sep})" if sep else ch)
         else:
             out.append(ch)
         i += 1
@@ -99,6 +108,12 @@ def anchored_at_joins(pattern: str, separator: str) -> str:
     a join, so that a value's own start and end still count as such. The scan then finds every
     per-value match (and a few more, which the engine's confirmation drops)."""
     return _rewrite_anchors(pattern, separator)[0]
+
+
+def anchored_at_delimiters(pattern: str, delimiters: str) -> str:
+    """The pattern for a text in which each subject is a substring bounded by the characters
+    of `delimiters` (a character class): each anchor also matches one of them."""
+    return _rewrite_anchors(pattern, None, delimiters=delimiters)[0]
 
 
 @dataclass(frozen=True, slots=True)

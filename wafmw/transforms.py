@@ -141,8 +141,8 @@ def url_decode(s: str) -> str:
 # --------------------------------------------------------------------------- html_entity_decode
 
 # Names HTML decodes without a trailing ";" (the legacy ones) appear in the table without it.
-_LEGACY_NAMES = frozenset(k for k in _HTML5 if not k.endswith(";"))
-_LEGACY_MAX = max(len(k) for k in _LEGACY_NAMES)
+LEGACY_ENTITY_NAMES = frozenset(k for k in _HTML5 if not k.endswith(";"))
+_LEGACY_MAX = max(len(k) for k in LEGACY_ENTITY_NAMES)
 
 
 def _trie_pattern(words: frozenset[str]) -> str:
@@ -169,7 +169,7 @@ def _trie_pattern(words: frozenset[str]) -> str:
 # names are at most 31 characters; bounding the run keeps the prefix search cheap.
 _ENTITY_RE = re.compile(
     r"&(?:#[xX]([0-9A-Fa-f]+);?|#([0-9]+);?|([A-Za-z][A-Za-z0-9]{0,31});|("
-    + _trie_pattern(_LEGACY_NAMES)
+    + _trie_pattern(LEGACY_ENTITY_NAMES)
     + "))"
 )
 
@@ -214,7 +214,7 @@ def _entity_sub(m: re.Match[str]) -> str:
         return full
     # An unknown "name;": HTML still takes the longest legacy name that prefixes it.
     for k in range(min(len(name), _LEGACY_MAX), 1, -1):
-        if name[:k] in _LEGACY_NAMES:
+        if name[:k] in LEGACY_ENTITY_NAMES:
             return _HTML5[name[:k]] + name[k:] + ";"
     return m.group()
 
@@ -417,6 +417,7 @@ def cmdline(s: str) -> str:
 _B64_MIN = 8
 _B64_STD = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _B64_URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+_B64_TEXT = re.compile(rb"[\t\n\r\x20-\x7e]*")
 
 
 def base64_decode(s: str) -> str:
@@ -438,7 +439,12 @@ def base64_decode(s: str) -> str:
         raw = base64.urlsafe_b64decode(data) if urlsafe else base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         return s
-    return raw.decode("utf-8", "replace")
+    # Only text is decoded: random tokens (session ids, hashes, keys) decode to binary noise
+    # that can only confuse the rules after it, and the engine's sieve relies on this to
+    # recognise, in raw text, the values this transform could change (sieve.py).
+    if not _B64_TEXT.fullmatch(raw):
+        return s
+    return raw.decode("ascii")
 
 
 # --------------------------------------------------------------------------- nfkc

@@ -1,0 +1,345 @@
+"""The sieve: one RE2 set over the raw request that rules out most filters at once.
+
+A benign request should cost one C call, not a join and a transform chain per group of rules.
+The sieve is built from every pattern filter of the ruleset (and every filter whose operator a
+pattern can express), made safe to run on the *raw* request text instead of the transformed
+values:
+
+- anchors also match at the characters that bound a value in the text (the joining
+  character, "=", "&", ";", a quote…): a value's start and end are not the text's any more;
+- patterns of chains that fold case (`lowercase`, `cmdline`) run case-insensitively; for text
+  that is not ASCII, the lowercased text is scanned too, since Python's and RE2's case rules
+  differ outside ASCII;
+- `url_decode` is applied to the text itself when it holds a "%", and the decoded text is
+  scanned beside the raw one (it is local: decoding the joined text decodes each value);
+- every other transform has a *trigger*, a pattern that matches wherever that transform could
+  change a value. When a trigger fires, the sieve says nothing about that group: the engine
+  runs the group's own scan over the transformed values, as it would without a sieve.
+
+So when neither a filter's pattern nor its group's triggers match the sieve text, the filter
+cannot match the request: each value of each target appears in the text (delimited by
+characters that are not word characters, so `\\b` means the same), and the chain leaves it
+unchanged up to case. When something does match, the engine confirms value by value, which is
+where targets, transforms, exclusions and detectors are resolved exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+
+from .body import is_json, media_type_of
+from .model import Target
+from .patterns import anchored_at_delimiters, re2_options
+from .request import RequestView
+from .transforms import JOIN_CHARACTERS, LEGACY_ENTITY_NAMES, TRANSFORMS, apply_chain, url_decode
+
+# Transforms that change letter case: their groups' patterns are matched case-insensitively.
+_CASE_FOLDING = frozenset({"lowercase", "cmdline"})
+
+# Where each transform could change a value, beyond letter case. url_decode and lowercase have
+# none: the sieve text carries their effect itself (see the module docstring).
+_ANY_CONTROL_OR_NON_ASCII = r"[\t\n\r\x0b\x0c\x1c-\x1f]|[^\x00-\x7f]"
+# What a value can be bounded by in the sieve text: the joining characters, the query's and
+# the cookie header's punctuation ("?", "=", "&", "; "), and in a body also JSON's.
+_HEAD_DELIMITER = r"[\x00-\x20\x7f=&;?]"
+_DELIMITER = r"[\x00-\x20\x7f=&;?\",:\[{}\]]"
+_TRIGGERS: dict[str, str] = {
+    "html_entity_decode": r"(?i)&(?:#|[a-z][a-z0-9]{0,31};|"
+    + "|".join(sorted(LEGACY_ENTITY_NAMES, key=len, reverse=True))
+    + ")",
+    "js_decode": r"\\",
+    "remove_nulls": r"\x00",
+    "compress_whitespace": r"\s\s|" + _ANY_CONTROL_OR_NON_ASCII,
+    "remove_whitespace": r"\s|" + _ANY_CONTROL_OR_NON_ASCII,
+    "trim": rf"(?:^|{_DELIMITER})\s|\s(?:$|{_DELIMITER})|" + _ANY_CONTROL_OR_NON_ASCII,
+    "normalize_path": rf"\\|//|/\.|(?:^|{_DELIMITER})\.",
+    "remove_comments": r"/\*|\*/|--|#|//",
+    "replace_comments": r"/\*|\*/|--|#|//",
+    "cmdline": r"[\\\"'^,;]|\s\s| /| \(|" + _ANY_CONTROL_OR_NON_ASCII,
+    "nfkc": r"[^\x00-\x7f]",
+}
+
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _base64_text_trigger() -> str:
+    """Where base64_decode could change a value: a value that starts with two groups of four
+    characters that encode printable ASCII text (the only text base64_decode decodes to).
+    Each position of a group draws on two decoded bytes; its class is every character those
+    bytes can give, so the pattern admits every such value (and some others)."""
+    printable = [9, 10, 13, *range(0x20, 0x7F)]
+    positions: list[set[int]] = [set(), set(), set(), set()]
+    for a in printable:
+        positions[0].add(a >> 2)
+        positions[3].add(a & 63)
+        for b in printable:
+            positions[1].add(((a & 3) << 4) | (b >> 4))
+            positions[2].add(((a & 15) << 2) | (b >> 6))
+    classes = []
+    for members in positions:
+        chars = {_B64_ALPHABET[i] for i in members}
+        # The URL-safe alphabet has "-" and "_" where the standard one has "+" and "/".
+        if "+" in chars:
+            chars.add("-")
+        if "/" in chars:
+            chars.add("_")
+        classes.append("[" + "".join(re2.escape(c) for c in sorted(chars)) + "]")
+    group = "".join(classes)
+    # The whole value is base64: it begins after a delimiter and its first run of base64
+    # characters is not cut short by anything but a delimiter or padding.
+    return rf"(?:^|{_DELIMITER})(?:{group}){{2}}[A-Za-z0-9+/_-]*=*(?:$|{_DELIMITER})"
+
+
+_TRIGGERS["base64_decode"] = _base64_text_trigger()
+
+# The request parts the head text holds; a filter joins the sieve only when it reads nothing
+# else. Each value of each of these kinds is a substring of the text.
+HEAD_KINDS = frozenset(
+    {
+        "method",
+        "http_version",
+        "path",
+        "raw_path",
+        "query",
+        "uri",
+        "args",
+        "args_names",
+        "headers",
+        "header_names",
+        "cookies",
+        "cookie_names",
+    }
+)
+BODY_KINDS = frozenset({"body", "body_names", "body_raw", "files"})
+_BODY_UNITS = (Target("body"), Target("body_names"), Target("files"))
+
+
+@dataclass(slots=True)
+class SieveEntry:
+    """What one member of the set stands for: a filter of a group, or a group's trigger."""
+
+    group: int
+    filter: Any  # the engine's CompiledFilter, or None for a trigger of the group
+
+
+# Values every browser sends. A direct filter (one that reads a few named values) whose sieve
+# pattern matches one of them would be flagged on every request: it is checked directly.
+_BENIGN_SAMPLES = (
+    "GET",
+    "POST",
+    "1.1",
+    "/",
+    "/index.html",
+    "/api/v1/items/42",
+    "page=2&sort=price",
+    "shop.example.com",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:132.0) Gecko/20100101 Firefox/132.0",
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW",
+    "gzip, deflate, br, zstd",
+    "en-US,en;q=0.9",
+    "keep-alive",
+    "no-cache",
+    "?0",
+    "?1",
+    "same-origin",
+    "https://shop.example.com/catalog?page=2",
+)
+
+
+def looks_benign(pattern: str) -> bool:
+    """Whether the pattern stays quiet on ordinary browser values."""
+    compiled = re2.compile(pattern, re2_options())
+    return not any(compiled.search(sample) for sample in _BENIGN_SAMPLES)
+
+
+# Head parts (header values, paths, queries) that recur across requests — the same browser
+# sends the same User-Agent, Accept and client hints every time — and were once scanned without
+# a hit need no scan again: no member of the set can match them. The memory is bounded in
+# entries and in the length of what it remembers, and forgotten wholesale when full.
+CLEAN_MEMORY = 8192
+CLEAN_MAX_BYTES = 512
+
+
+@dataclass(slots=True)
+class SievePass:
+    """One RE2 set and the text it reads: the raw text (`chain` empty), or the raw text
+    transformed by `chain` for the groups whose triggers would fire on ordinary values."""
+
+    chain: tuple[str, ...]
+    scanner: Any  # re2.Set
+    entries: list[SieveEntry]
+
+
+@dataclass(slots=True)
+class Sieve:
+    passes: tuple[SievePass, ...]
+    separator: bytes
+    # Whether some group folds case (then non-ASCII text is also scanned lowercased).
+    folds: bool
+    # Groups the sieve cannot speak for (a pattern it could not take): always scanned.
+    unsieved: frozenset[int] = field(default_factory=frozenset)
+    # Direct filters (those checked on every request without a sieve) that the sieve speaks
+    # for: checked only when flagged.
+    skippable: frozenset[Any] = field(default_factory=frozenset)
+    clean: set[bytes] = field(default_factory=set)
+
+    def scan_head(self, view: RequestView) -> list[SieveEntry]:
+        """What the sieve flags in the request head."""
+        scope = view.scope
+        query: bytes = scope.get("query_string", b"")
+        raw_path: bytes = scope.get("raw_path") or view.path.encode("utf-8", "replace")
+        uri = raw_path + b"?" + query if query else raw_path
+        parts = [
+            view.method.encode("latin-1", "replace"),
+            view.http_version.encode("latin-1", "replace"),
+            view.path.encode("utf-8", "replace"),
+            uri,
+            *itertools.chain.from_iterable(scope.get("headers", ())),
+        ]
+        clean = self.clean
+        fresh = [part for part in parts if part not in clean]
+        if not fresh:
+            return []
+        extra: str | None = None
+        if query and (b"%" in query or b"+" in query) and uri not in clean:
+            # The parsed arguments are no substrings of the raw query: scan them as well.
+            extra = self.separator.decode().join(itertools.chain.from_iterable(view.args))
+        flagged = self._run(self.separator.join(fresh), extra)
+        if not flagged:
+            if len(clean) + len(fresh) > CLEAN_MEMORY:
+                clean.clear()
+            clean.update(part for part in fresh if len(part) <= CLEAN_MAX_BYTES)
+        return flagged
+
+    def scan_body(self, view: RequestView) -> list[SieveEntry]:
+        """What the sieve flags in the body (never remembered: bodies rarely recur)."""
+        body = view.body or b""
+        if not body:
+            return []
+        media_type = media_type_of(view.content_type)
+        extra: str | None = None
+        # JSON strings without escapes, and forms without escapes, are substrings of the raw
+        # body; anything else (escapes, multipart) is scanned as parsed, beside the raw body.
+        if media_type == "multipart/form-data":
+            extra = self._parsed(view)
+        elif media_type == "application/x-www-form-urlencoded":
+            if b"%" in body or b"+" in body:
+                extra = self._parsed(view)
+        elif is_json(media_type) and b"\\" in body:
+            extra = self._parsed(view)
+        return self._run(body, extra)
+
+    def _run(self, text: bytes, extra: str | None) -> list[SieveEntry]:
+        text = self._finish(text, extra)
+        flagged: list[SieveEntry] = []
+        for sieve_pass in self.passes:
+            subject = text
+            if sieve_pass.chain:
+                subject = apply_chain(text.decode("utf-8"), sieve_pass.chain).encode("utf-8")
+            hits = sieve_pass.scanner.Match(subject)
+            if hits:
+                entries = sieve_pass.entries
+                flagged.extend(entries[i] for i in hits)
+        return flagged
+
+    # -- the text ---------------------------------------------------------------------------
+
+    def _parsed(self, view: RequestView) -> str:
+        sep = self.separator.decode()
+        return sep.join(value for unit in _BODY_UNITS for _, value in view.target_items(unit))
+
+    def _finish(self, text: bytes, extra: str | None) -> bytes:
+        """The raw text, plus its url-decoded, lowercased and transformed copies as needed."""
+        if extra is None and text.isascii() and b"%" not in text:
+            return text
+        sep = self.separator.decode()
+        s = text.decode("utf-8", "replace")
+        if extra is not None:
+            s = s + sep + extra
+        if "%" in s:
+            s = s + sep + url_decode(s)
+        if self.folds and not s.isascii():
+            s = s + sep + s.lower()
+        return s.encode("utf-8", "replace")
+
+
+def sieve_pattern(source: str, chain: Sequence[str], *, body: bool) -> str:
+    """A filter's pattern as the sieve of the head or body phase runs it on raw text."""
+    pattern = anchored_at_delimiters(source, _DELIMITER if body else _HEAD_DELIMITER)
+    if _CASE_FOLDING.intersection(chain):
+        pattern = "(?i:" + pattern + ")"
+    return pattern
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    """How the sieve speaks for one group: by its triggers, or by scanning the text once more
+    through the group's chain (`applied`), which needs no trigger."""
+
+    triggers: tuple[str, ...]
+    applied: tuple[str, ...] | None = None
+
+
+def plan_group(chain: Sequence[str]) -> GroupPlan | None:
+    """The sieve's plan for a chain, or None when it cannot speak for it."""
+    triggers: list[str] = []
+    seen_url_decode = False
+    folded = False
+    for name in chain:
+        if name == "url_decode":
+            # The first url_decode is carried by the text; a second one would decode again.
+            if seen_url_decode:
+                triggers.append(r"%")
+            seen_url_decode = True
+        elif name == "lowercase":
+            pass
+        elif name in _TRIGGERS:
+            trigger = _TRIGGERS[name]
+            # After a case change the trigger must also match the other case.
+            triggers.append("(?i:" + trigger + ")" if folded else trigger)
+        else:
+            return None
+        if name in _CASE_FOLDING:
+            folded = True
+    # A trigger that fires on ordinary values would send the group to its own scan on every
+    # request; a chain of local transforms can run over the joined text instead.
+    if all(TRANSFORMS[name].local for name in chain) and not all(looks_benign(t) for t in triggers):
+        return GroupPlan((), tuple(chain))
+    return GroupPlan(tuple(triggers))
+
+
+def compile_passes(
+    members: dict[tuple[str, ...], tuple[list[str], list[SieveEntry]]],
+) -> tuple[tuple[SievePass, ...], bytes]:
+    """Compile each pass's set and pick a joining character that no member of any pass
+    matches on its own (any would be correct; this one flags nothing by itself)."""
+    passes = tuple(
+        SievePass(chain, _compile(sources), entries)
+        for chain, (sources, entries) in members.items()
+        if sources
+    )
+    for ch in JOIN_CHARACTERS:
+        if ch == "\x00":
+            continue
+        probes = [p.encode() for p in (ch, ch * 3, f"a{ch}a", f"a {ch} a", f"1{ch}1")]
+        if not any(p.scanner.Match(probe) for p in passes for probe in probes):
+            return passes, ch.encode()
+    return passes, b"\x01"
+
+
+def _compile(sources: list[str]) -> Any:
+    scanner = re2.Set.SearchSet(re2_options())
+    for source in sources:
+        scanner.Add(source)
+    scanner.Compile()
+    return scanner
