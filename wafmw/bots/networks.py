@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 __all__ = ["NetworkSet", "client_key", "parse_ip"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# An IPv4 address exactly as `str(IPv4Address)` writes it (no leading zeros, no spaces).
+_OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_V4: Final = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 @lru_cache(maxsize=4096)
@@ -29,6 +35,8 @@ def client_key(text: str | None) -> str | None:
     IPv6 address (one subscriber usually holds a whole /64 and rotates addresses inside it)."""
     if not text:
         return None
+    if _CANONICAL_V4.fullmatch(text) is not None:
+        return text  # what the parse below gives back, without building an address object
     address = parse_ip(text)
     if address is None:
         return text[:64]
