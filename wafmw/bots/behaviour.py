@@ -15,9 +15,12 @@ Every storage call is bounded by ``timeout_ms``; a failure opens a circuit for
 ``retry_interval_s`` (calls return at once) and is logged at most once per 30 seconds.
 Reading while storage is down gives None: UNKNOWN, not zero.
 
-``memory://`` uses a small in-process store of our own (a dict with expiry, at most
-``max_memory_keys`` keys, oldest dropped first) instead of limits' MemoryStorage: it costs
-microseconds instead of hundreds of them, and its memory is bounded. Any other URI goes
+``memory://`` uses a small in-process store of our own instead of limits' MemoryStorage: per
+client one record holding the counts of its latest bucket and of the one before (the only two
+a reading looks at), so a request costs one dict lookup and a few additions instead of a
+dozen counter keys. Its size is counted in the keys the shared layout would use (one per client
+and bucket, plus one per distinct-path slot), at most ``max_memory_keys``; the clients seen
+first are dropped first. Any other URI goes
 through ``limits.aio`` storage, and a process may lag it by up to ``sync_s`` (default 1 s; the
 window is minutes long, so a second changes nothing): a client's signals are read from storage
 at most once per ``sync_s``, and its counts are added up locally and written in one batch when
@@ -33,7 +36,6 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
@@ -52,6 +54,8 @@ _BATCH_REQUESTS: Final = 20
 _GATHER: Final = 16  # storage calls in flight at once for one client
 _MAX_MEMORY_KEYS: Final = 200_000
 _KINDS: Final = ("r", "e", "t", "d")
+_SLOT_MEMO_SIZE: Final = 4096  # path -> distinct-path slot; cleared when full
+_SIGNAL_IDS: Final = frozenset((913140, 913141, 913142, 913143))
 
 # Clocks as module attributes so tests can move time.
 _wall = time.time
@@ -64,41 +68,104 @@ class _Counters(Protocol):
     async def clear(self, key: str) -> None: ...
 
 
-class _MemoryCounters:
-    """Expiring counters in this process, at most ``max_keys`` of them (oldest dropped)."""
+class _Window:
+    """One client's counts in one bucket (memory storage); the fields are the shared layout's
+    ``r``, ``e``, ``t`` and ``d``, and ``slots`` its distinct-path markers."""
+
+    __slots__ = ("d", "e", "r", "slots", "t")
+
+    def __init__(self) -> None:
+        self.r = 0
+        self.e = 0
+        self.t = 0
+        self.d = 0
+        self.slots: set[int] = set()
+
+    @property
+    def keys(self) -> int:
+        return 1 + len(self.slots)
+
+
+class _Client:
+    """One client's windows in the memory store: ``current`` counts bucket ``bucket``,
+    ``previous`` (if any) bucket ``bucket - 1``. Older buckets are never read again.
+
+    ``quiet``: even counted in full (the sliding window weighs the previous bucket by at most
+    1), these counts trip no behaviour signal, so a reading can answer () without the clock or
+    any arithmetic. Most clients stay quiet; `BehaviourTracker.observe_local` keeps it true."""
+
+    __slots__ = ("bucket", "current", "previous", "quiet")
+
+    def __init__(self, bucket: int) -> None:
+        self.bucket = bucket
+        self.current = _Window()
+        self.previous: _Window | None = None
+        self.quiet = True
+
+    def window(self, bucket: int) -> _Window | None:
+        if bucket == self.bucket:
+            return self.current
+        if bucket == self.bucket - 1:
+            return self.previous
+        return None
+
+
+class _MemoryClients:
+    """Per-client windows in this process, bounded by ``max_keys`` (see the module docs)."""
 
     def __init__(self, max_keys: int) -> None:
-        self._data: OrderedDict[str, list[float]] = OrderedDict()  # key -> [value, expires]
-        self._max_keys = max_keys
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
+        self.max_keys = max_keys
+        self.keys = 0
 
-    def incr_now(self, key: str, expiry: int, amount: int = 1) -> int:
-        now = _monotonic()
-        entry = self._data.get(key)
-        if entry is None or entry[1] <= now:
-            entry = [0.0, now + expiry]
-            self._data[key] = entry
-            if len(self._data) > self._max_keys:
-                self._data.popitem(last=False)
-        entry[0] += amount
-        return int(entry[0])
+    def get(self, client: str) -> _Client | None:
+        return self._clients.get(client)
 
-    def get_now(self, key: str) -> int:
-        entry = self._data.get(key)
-        if entry is None or entry[1] <= _monotonic():
-            return 0
-        return int(entry[0])
+    def window_for_write(self, client: str, bucket: int) -> tuple[_Client, _Window]:
+        record = self._clients.get(client)
+        if record is None:
+            record = self._clients[client] = _Client(bucket)
+            self.keys += 1
+            return record, record.current
+        if bucket == record.bucket:
+            return record, record.current
+        if bucket == record.bucket - 1:  # the wall clock stepped back a little
+            if record.previous is None:
+                record.previous = _Window()
+                self.keys += 1
+            return record, record.previous
+        # A later bucket (or a clock that jumped back by more than one): a fresh window; the
+        # latest one is kept as `previous` only when it is the bucket just before.
+        if record.previous is not None:
+            self.keys -= record.previous.keys
+        if bucket == record.bucket + 1:
+            record.previous = record.current
+        else:
+            self.keys -= record.current.keys
+            record.previous = None
+        record.bucket = bucket
+        record.current = _Window()
+        self.keys += 1
+        return record, record.current
 
-    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        return self.incr_now(key, expiry, amount)
+    def trim(self) -> None:
+        """Drop the clients seen first until the store is within its bound."""
+        clients = self._clients
+        while self.keys > self.max_keys and clients:
+            _, record = clients.popitem(last=False)
+            self.keys -= record.current.keys
+            if record.previous is not None:
+                self.keys -= record.previous.keys
 
-    async def get(self, key: str) -> int:
-        return self.get_now(key)
+    def pop(self, client: str) -> None:
+        record = self._clients.pop(client, None)
+        if record is not None:
+            self.keys -= record.current.keys
+            if record.previous is not None:
+                self.keys -= record.previous.keys
 
-    async def clear(self, key: str) -> None:
-        self._data.pop(key, None)
 
-    def __len__(self) -> int:
-        return len(self._data)
+_EMPTY: Final = _Window()  # a bucket nobody counted in; never written to
 
 
 def _open_storage(uri: str, timeout: float) -> _Counters:
@@ -136,17 +203,19 @@ class BehaviourTracker:
         self.config = config
         self._timeout = config.timeout_ms / 1000.0
         scheme = urlsplit(storage_uri).scheme.lower()
-        self._memory: _MemoryCounters | None = None
-        self._storage: _Counters
+        self._memory: _MemoryClients | None = None
+        self._storage: _Counters | None = None  # None with memory storage
         if scheme in ("memory", "async+memory"):
-            self._memory = _MemoryCounters(max_memory_keys)
-            self._storage = self._memory
+            self._memory = _MemoryClients(max_memory_keys)
         else:
             self._storage = _open_storage(storage_uri, self._timeout)
+        self._window = config.window_s
+        self._slot_memo: dict[str, int] = {}
         self._where = redact_uri(storage_uri)
         self._prefix = key_prefix
         self._weights = weights
-        self._disabled = disabled
+        self._enabled = frozenset(_SIGNAL_IDS - disabled)
+        self._window_text = f"in the last {config.window_s}s"
         self._sync_s = config.sync_s
         self._read_cache: OrderedDict[str, tuple[float, tuple[Signal, ...]]] = OrderedDict()
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
@@ -161,6 +230,12 @@ class BehaviourTracker:
     @property
     def available(self) -> bool:
         return _monotonic() >= self._down_until
+
+    @property
+    def local(self) -> bool:
+        """Counting in this process (``memory://``): `observe_local` and `local_signals` do the
+        work without I/O, and the storage can never be unavailable."""
+        return self._memory is not None
 
     def _failed(self, exc: BaseException) -> None:
         now = _monotonic()
@@ -202,20 +277,56 @@ class BehaviourTracker:
         digest = hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=4).digest()
         return int.from_bytes(digest, "big") % _PATH_BUCKETS
 
+    def _memo_slot(self, path: str) -> int:
+        """`_slot`, memoised: hashing costs more than the rest of an observation, and the same
+        paths recur all day."""
+        memo = self._slot_memo
+        slot = memo.get(path)
+        if slot is None:
+            slot = self._slot(path)
+            if len(memo) >= _SLOT_MEMO_SIZE:
+                memo.clear()
+            memo[path] = slot
+        return slot
+
     # -- writing --------------------------------------------------------------------------------
 
-    async def observe(self, client: str, path: str, status: int, trap: bool) -> None:
+    def observe_local(self, client: str, path: str, status: int, trap: bool) -> None:
+        """`observe` for memory storage: no I/O, nothing to time out, nothing to fail."""
         memory = self._memory
-        if memory is not None:  # no I/O: nothing to time out, nothing to fail
-            bucket, _ = self._bucket()
-            expiry = 2 * self.config.window_s + 1
-            memory.incr_now(self._key("r", client, bucket), expiry)
-            if memory.incr_now(self._key(f"p{self._slot(path)}", client, bucket), expiry) == 1:
-                memory.incr_now(self._key("d", client, bucket), expiry)
-            if 400 <= status < 500:
-                memory.incr_now(self._key("e", client, bucket), expiry)
-            if trap:
-                memory.incr_now(self._key("t", client, bucket), expiry)
+        assert memory is not None  # callers check `local`
+        record, window = memory.window_for_write(client, int(_wall() // self._window))
+        window.r += 1
+        slot = self._memo_slot(path)
+        slots = window.slots
+        if slot not in slots:  # the shared layout's marker key going from 0 to 1
+            slots.add(slot)
+            window.d += 1
+            memory.keys += 1
+        if 400 <= status < 500:
+            window.e += 1
+        if trap:
+            window.t += 1
+        # Upper bounds of what `local_signals` can compute from these counts at any time (the
+        # same tests as `_judge`; without a 4xx answer the share is 0, below any threshold).
+        current, previous = record.current, record.previous or _EMPTY
+        cfg = self.config
+        requests = current.r + previous.r
+        record.quiet = (
+            requests <= cfg.max_requests
+            and (
+                requests < cfg.min_requests
+                or (current.e + previous.e == 0 and cfg.max_4xx_share > 0)
+            )
+            and current.d + previous.d <= cfg.max_distinct_paths
+            and current.t + previous.t == 0
+        )
+        if memory.keys > memory.max_keys:
+            memory.trim()
+
+    async def observe(self, client: str, path: str, status: int, trap: bool) -> None:
+        if self._memory is not None:
+            self.observe_local(client, path, status, trap)
             return
         now = _monotonic()
         if now < self._down_until:
@@ -244,15 +355,14 @@ class BehaviourTracker:
             self._next_sweep = now + self._sync_s
             await self.flush(older_than=self._sync_s)
 
-    @staticmethod
-    def _add(batch: _Pending, path: str, status: int, trap: bool) -> None:
+    def _add(self, batch: _Pending, path: str, status: int, trap: bool) -> None:
         batch.r += 1
         if 400 <= status < 500:
             batch.e += 1
         if trap:
             batch.t += 1
         if len(batch.slots) < _PATH_BUCKETS:
-            batch.slots.add(BehaviourTracker._slot(path))
+            batch.slots.add(self._memo_slot(path))
 
     async def flush(self, older_than: float = 0.0) -> None:
         """Write unwritten counts (those at least ``older_than`` seconds old) to storage."""
@@ -276,6 +386,7 @@ class BehaviourTracker:
 
     async def _write(self, client: str, batch: _Pending) -> None:
         storage = self._storage
+        assert storage is not None  # memory storage never writes
         bucket = batch.bucket
         expiry = 2 * self.config.window_s + 1
         calls = [storage.incr(self._key("r", client, bucket), expiry, batch.r)]
@@ -299,9 +410,8 @@ class BehaviourTracker:
 
     async def signals(self, client: str) -> tuple[Signal, ...] | None:
         """Behaviour signals of a client; None when storage cannot answer (UNKNOWN)."""
-        memory = self._memory
-        if memory is not None:
-            return self._judge(self._counts(client, memory.get_now))
+        if self._memory is not None:
+            return self.local_signals(client)
         now = _monotonic()
         cached = self._read_cache.get(client)
         if cached is not None and cached[0] > now:
@@ -319,7 +429,7 @@ class BehaviourTracker:
             for kind, value in (("r", batch.r), ("e", batch.e), ("t", batch.t)):
                 counts[kind] += value  # this process's counts not written yet
                 counts[kind + "_any"] += value
-        found = self._judge(counts)
+        found = self._judge(counts["r"], counts["e"], counts["d"], counts["t_any"])
         if self._sync_s > 0:
             self._read_cache[client] = (now + self._sync_s, found)
             self._read_cache.move_to_end(client)
@@ -327,16 +437,32 @@ class BehaviourTracker:
                 self._read_cache.popitem(last=False)
         return found
 
-    def _counts(self, client: str, get: Callable[[str], int]) -> dict[str, float]:
-        bucket, elapsed = self._bucket()
-        values = [get(self._key(k, client, b)) for k in _KINDS for b in (bucket, bucket - 1)]
-        return self._weigh(values, elapsed)
+    def local_signals(self, client: str) -> tuple[Signal, ...]:
+        """`signals` for memory storage: the same sliding-window arithmetic as `_weigh`, on the
+        client's record."""
+        memory = self._memory
+        assert memory is not None  # callers check `local`
+        record = memory.get(client)
+        if record is None or record.quiet:
+            return ()
+        now = _wall()
+        size = self._window
+        bucket = int(now // size)
+        current = record.window(bucket) or _EMPTY
+        previous = record.window(bucket - 1) or _EMPTY
+        carry = 1.0 - (now % size) / size  # share of the previous bucket still in the window
+        return self._judge(
+            current.r + previous.r * carry,
+            current.e + previous.e * carry,
+            current.d + previous.d * carry,
+            current.t + previous.t,
+        )
 
     async def _read(self, client: str) -> dict[str, float]:
+        storage = self._storage
+        assert storage is not None  # memory storage reads through local_signals
         bucket, elapsed = self._bucket()
-        gets = [
-            self._storage.get(self._key(k, client, b)) for k in _KINDS for b in (bucket, bucket - 1)
-        ]
+        gets = [storage.get(self._key(k, client, b)) for k in _KINDS for b in (bucket, bucket - 1)]
         return self._weigh(list(await asyncio.gather(*gets)), elapsed)
 
     @staticmethod
@@ -349,64 +475,60 @@ class BehaviourTracker:
             out[kind + "_any"] = current + previous
         return out
 
-    def _signal(self, sid: int, name: str, detail: str) -> Signal | None:
-        if sid in self._disabled:
-            return None
-        return Signal(sid, name, self._weights[sid], detail)
-
-    def _judge(self, counts: dict[str, float]) -> tuple[Signal, ...]:
+    def _judge(
+        self, requests: float, errors: float, paths: float, traps: float
+    ) -> tuple[Signal, ...]:
+        """The behaviour signals of a client's weighted counts: requests, 4xx answers and
+        distinct paths in the sliding window, trap-path requests in both buckets."""
         cfg = self.config
-        out: list[Signal | None] = []
-        requests = counts["r"]
-        window = f"in the last {cfg.window_s}s"
-        if requests > cfg.max_requests:
-            out.append(
-                self._signal(
-                    913140,
-                    "behaviour-request-rate",
-                    f"{requests:.0f} requests {window} (> {cfg.max_requests})",
-                )
-            )
-        if requests >= cfg.min_requests:
-            share = min(1.0, counts["e"] / requests)
+        # Most clients trip nothing: answer without building a single string.
+        if (
+            requests <= cfg.max_requests
+            and requests < cfg.min_requests
+            and paths <= cfg.max_distinct_paths
+            and traps < 1
+        ):
+            return ()
+        out: list[Signal] = []
+        enabled = self._enabled
+        weights = self._weights
+        window = self._window_text
+        if requests > cfg.max_requests and 913140 in enabled:
+            detail = f"{requests:.0f} requests {window} (> {cfg.max_requests})"
+            out.append(Signal(913140, "behaviour-request-rate", weights[913140], detail))
+        if requests >= cfg.min_requests and 913141 in enabled:
+            share = min(1.0, errors / requests)
             if share >= cfg.max_4xx_share:
-                out.append(
-                    self._signal(
-                        913141,
-                        "behaviour-4xx-share",
-                        f"{share:.0%} of {requests:.0f} answers {window} were 4xx "
-                        f"(>= {cfg.max_4xx_share:.0%})",
-                    )
+                detail = (
+                    f"{share:.0%} of {requests:.0f} answers {window} were 4xx "
+                    f"(>= {cfg.max_4xx_share:.0%})"
                 )
-        if counts["d"] > cfg.max_distinct_paths:
-            out.append(
-                self._signal(
-                    913142,
-                    "behaviour-distinct-paths",
-                    f"about {counts['d']:.0f} distinct paths {window} (> {cfg.max_distinct_paths})",
-                )
-            )
-        if counts["t_any"] >= 1:
-            out.append(
-                self._signal(
-                    913143,
-                    "behaviour-trap-paths",
-                    f"{counts['t_any']:.0f} trap-path requests {window}",
-                )
-            )
-        return tuple(s for s in out if s is not None)
+                out.append(Signal(913141, "behaviour-4xx-share", weights[913141], detail))
+        if paths > cfg.max_distinct_paths and 913142 in enabled:
+            detail = f"about {paths:.0f} distinct paths {window} (> {cfg.max_distinct_paths})"
+            out.append(Signal(913142, "behaviour-distinct-paths", weights[913142], detail))
+        if traps >= 1 and 913143 in enabled:
+            detail = f"{traps:.0f} trap-path requests {window}"
+            out.append(Signal(913143, "behaviour-trap-paths", weights[913143], detail))
+        return tuple(out)
 
     @property
     def local_keys(self) -> int:
-        """Keys held in this process (the memory store), bounded by max_memory_keys."""
-        return len(self._memory) if self._memory is not None else 0
+        """Keys held in this process (the memory store, counted as the shared layout would
+        hold them), bounded by max_memory_keys."""
+        return self._memory.keys if self._memory is not None else 0
 
     async def clear(self, client: str) -> None:
         """Forget a client's current counters (tests, an operator's unblock)."""
+        if self._memory is not None:
+            self._memory.pop(client)
+            return
+        storage = self._storage
+        assert storage is not None
         bucket, _ = self._bucket()
         for b in (bucket, bucket - 1):
             for kind in _KINDS:
-                await self._storage.clear(self._key(kind, client, b))
+                await storage.clear(self._key(kind, client, b))
         self._read_cache.pop(client, None)
 
     async def close(self) -> None:
