@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,7 @@ from wafmw.body import BodyLimits, ParsedBody, parse_body
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
+XML = "application/xml"
 LIMITS = BodyLimits()
 
 
@@ -29,7 +34,7 @@ def test_empty_body_is_empty_whatever_the_type() -> None:
         assert parsed == ParsedBody("empty", (), (), (), "", parse_error=False, truncated=False)
 
 
-@pytest.mark.parametrize("ctype", [None, "", "text/plain", "application/xml", "text/xml; a=b"])
+@pytest.mark.parametrize("ctype", [None, "", "text/plain", "application/octet-stream"])
 def test_other_types_are_raw(ctype: str | None) -> None:
     parsed = parse_body(ctype, b"<a>x=1&y=2</a>", LIMITS)
     assert parsed.kind == "raw"
@@ -281,8 +286,8 @@ def test_garbage_never_raises() -> None:
     import random
 
     rng = random.Random(1)
-    ctypes = [FORM, JSON, "multipart/form-data; boundary=B", "text/plain", None]
-    alphabet = b'--B\r\n{}[]":,=&%;\\ \xff\x00Content-Disposition: name="filename*'
+    ctypes = [FORM, JSON, "multipart/form-data; boundary=B", XML, "text/plain", None]
+    alphabet = b'--B\r\n{}[]":,=&%;\\ \xff\x00Content-Disposition: name="filename*<a/>!#x'
     for _ in range(3000):
         body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(80)))
         for ctype in ctypes:
@@ -311,3 +316,242 @@ def test_multipart_padding_after_delimiter_and_empty_part_value() -> None:
     body = b'--B \t\r\nContent-Disposition: form-data; name="a"\r\n\r\n\r\n--B--'
     parsed = parse_body("multipart/form-data; boundary=B", body, LIMITS)
     assert parsed.fields == (("a", ""),) and not parsed.truncated
+
+
+# --------------------------------------------------------------------------- XML
+
+
+@pytest.mark.parametrize(
+    "ctype", [XML, "text/xml; charset=utf-8", "application/soap+xml", "Application/Atom+XML"]
+)
+def test_xml_content_types(ctype: str) -> None:
+    parsed = parse_body(ctype, b"<a>1</a>", LIMITS)
+    assert parsed.kind == "xml" and parsed.fields == (("a", "1"),)
+
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/octet-stream"])
+def test_xml_is_not_sniffed_without_an_xml_type(ctype: str | None) -> None:
+    # The markup stays in the one raw value: parsed, "<script>" would be an element name.
+    parsed = parse_body(ctype, b'<?xml version="1.0"?><script>alert(1)</script>', LIMITS)
+    assert parsed.kind == "raw" and not parsed.parse_error
+
+
+def test_xml_attributes_and_text_in_document_order() -> None:
+    body = (
+        b'<?xml version="1.0"?>\n<root id="7">\n  <a probe="x\' or 1=1--" b=\'two\'/>\n'
+        b"  <name>O'Brien</name>\n</root>"
+    )
+    parsed = parse_body(XML, body, LIMITS)
+    assert parsed.kind == "xml" and not parsed.parse_error and not parsed.truncated
+    assert parsed.fields == (
+        ("id", "7"),
+        ("probe", "x' or 1=1--"),
+        ("b", "two"),
+        ("name", "O'Brien"),
+    )
+    assert parsed.names == ("root", "id", "a", "probe", "b", "name")
+    assert parsed.raw == body.decode()
+    assert parsed.files == ()
+
+
+def test_xml_mixed_content_is_named_by_the_enclosing_element() -> None:
+    parsed = parse_body(XML, b"<p>before<b>bold</b>after<i/>  \n\t</p>", LIMITS)
+    # Whitespace-only runs are formatting, not values.
+    assert parsed.fields == (("p", "before"), ("b", "bold"), ("p", "after"))
+
+
+def test_xml_entities_and_character_references_are_decoded() -> None:
+    body = b'<a t="&lt;script&gt;&#10;&#x41;&quot;">&amp;&apos;&#60;img&#x20;src=x&gt;</a>'
+    parsed = parse_body(XML, body, LIMITS)
+    assert parsed.fields == (("t", '<script>\nA"'), ("a", "&'<img src=x>"))
+
+
+def test_xml_cdata_and_comments_join_the_text_run() -> None:
+    # An app's tree builder joins them; split, "' or 1=1--" would reach no rule whole.
+    body = b"<r><q>' or <![CDATA[1=1]]><!-- x --><?pi y?>--</q><c><![CDATA[<script>]]></c></r>"
+    parsed = parse_body(XML, body, LIMITS)
+    assert parsed.fields == (("q", "' or 1=1--"), ("c", "<script>"))
+
+
+def test_xml_namespaces_are_kept_as_written() -> None:
+    body = (
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<s:Body><q>1</q></s:Body></s:Envelope>"
+    )
+    parsed = parse_body("application/soap+xml", body, LIMITS)
+    assert parsed.names == ("s:Envelope", "xmlns:s", "s:Body", "q")
+    assert parsed.fields == (("xmlns:s", "http://schemas.xmlsoap.org/soap/envelope/"), ("q", "1"))
+
+
+def test_xml_declared_encoding_is_honoured() -> None:
+    body = '<?xml version="1.0" encoding="ISO-8859-1"?><a>café</a>'.encode("latin-1")
+    parsed = parse_body(XML, body, LIMITS)
+    assert parsed.fields == (("a", "café"),)
+    assert parsed.raw == body.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<a>x=1&y=2</a>",  # a bare "&"
+        b"<a><b></a>",
+        b"<a>1</a><b>2</b>",  # two roots
+        b"<a>&undeclared;</a>",
+        b"text",
+        b"<a",
+        b'<?xml version="1.0" encoding="UTF-7"?><a>+ADw-script+AD4-</a>',
+        b'<?xml version="1.0" encoding="no-such-codec"?><a/>',
+        b"\xff\xfe<\x00a\x00>",  # UTF-16 BOM, cut short
+    ],
+)
+def test_malformed_xml_is_raw_with_parse_error(body: bytes) -> None:
+    parsed = parse_body(XML, body, LIMITS)
+    assert parsed.kind == "raw" and parsed.parse_error and not parsed.truncated
+    assert parsed.fields == () and parsed.names == ()
+    assert parsed.raw == body.decode("utf-8", "replace")
+
+
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
+    + b"".join(
+        b' <!ENTITY lol%d "%s">\n' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+        for i in range(1, 10)
+    )
+    + b"]>\n<lolz>&lol9;</lolz>"
+)
+
+
+def test_billion_laughs_is_refused_at_once() -> None:
+    start = time.perf_counter()
+    parsed = parse_body(XML, BILLION_LAUGHS, LIMITS)
+    assert time.perf_counter() - start < 0.5
+    assert parsed.kind == "raw" and parsed.parse_error
+    # The whole document stays for the rules (the XXE rules look for <!ENTITY).
+    assert parsed.raw == BILLION_LAUGHS.decode()
+
+
+def test_quadratic_blowup_and_attribute_defaults_are_refused() -> None:
+    quadratic = (
+        b'<!DOCTYPE a [<!ENTITY e "' + b"x" * 50_000 + b'">]><a>' + b"&e;" * 20_000 + b"</a>"
+    )
+    defaults = b'<!DOCTYPE a [<!ATTLIST b c CDATA "payload">]><a><b/><b/></a>'
+    for body in (quadratic, defaults):
+        start = time.perf_counter()
+        parsed = parse_body(XML, body, LIMITS)
+        assert time.perf_counter() - start < 0.5
+        assert parsed.kind == "raw" and parsed.parse_error
+
+
+def test_external_entities_and_dtds_are_never_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    dtd = tmp_path / "evil.dtd"
+    dtd.write_text('<!ENTITY e "TOP-SECRET"><!ATTLIST a x CDATA "TOP-SECRET">')
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # pragma: no cover - must never run
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'<!ENTITY e "TOP-SECRET">')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        bodies = [
+            # an external DTD: not read, its entity stays a reference as written
+            f'<!DOCTYPE a SYSTEM "{dtd.as_uri()}"><a>&e;</a>',
+            f'<!DOCTYPE a SYSTEM "{url}/evil.dtd"><a>&e;</a>',
+            f'<!DOCTYPE a PUBLIC "-//X//EN" "{url}/p.dtd"><a x="1">&e;</a>',
+            # external entities declared in the document: refused, never resolved
+            f'<!DOCTYPE a [<!ENTITY e SYSTEM "{secret.as_uri()}">]><a>&e;</a>',
+            f'<!DOCTYPE a [<!ENTITY e SYSTEM "{url}/e">]><a>&e;</a>',
+            f'<!DOCTYPE a [<!ENTITY % p SYSTEM "{url}/p.dtd"> %p;]><a>&e;</a>',
+            f'<!DOCTYPE a [<!ENTITY u SYSTEM "{url}/u" NDATA png>]><a/>',
+        ]
+        for text in bodies:
+            parsed = parse_body(XML, text.encode(), LIMITS)
+            assert "TOP-SECRET" not in repr(parsed.fields) + repr(parsed.names), text
+            assert parsed.raw == text
+            if "[" in text:
+                assert parsed.kind == "raw" and parsed.parse_error
+            else:
+                assert parsed.kind == "xml" and ("a", "&e;") in parsed.fields
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert requests == []
+
+
+def test_xml_depth_limit_leaves_the_document_whole() -> None:
+    body = b"<a>" * 5 + b"deep" + b"</a>" * 5
+    parsed = parse_body(XML, body, BodyLimits(json_max_depth=4))
+    assert parsed.kind == "raw" and parsed.truncated and not parsed.parse_error
+    assert parsed.raw == body.decode()
+    full = parse_body(XML, body, BodyLimits(json_max_depth=5))
+    assert full.kind == "xml" and full.fields == (("a", "deep"),) and not full.truncated
+
+
+def test_xml_absurd_nesting_neither_raises_nor_recurses() -> None:
+    body = b"<a>" * 200_000 + b"x" + b"</a>" * 200_000
+    start = time.perf_counter()
+    parsed = parse_body(XML, body, LIMITS)
+    assert time.perf_counter() - start < 1.0
+    assert parsed.kind == "raw" and parsed.truncated
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<r>" + b"<a>1</a>" * 6 + b"</r>",  # text values
+        b"<r " + b" ".join(b'a%d="1"' % i for i in range(6)) + b"/>",  # attribute values
+        b"<r>" + b"<a/>" * 6 + b"</r>",  # names only
+    ],
+)
+def test_xml_max_fields_leaves_the_document_whole(body: bytes) -> None:
+    parsed = parse_body(XML, body, BodyLimits(max_fields=5))
+    assert parsed.kind == "raw" and parsed.truncated and not parsed.parse_error
+    assert parsed.raw == body.decode()
+    assert parse_body(XML, body, BodyLimits(max_fields=7)).kind == "xml"
+
+
+def test_xml_large_documents_parse_in_linear_time() -> None:
+    limits = BodyLimits(max_fields=1_000_000, json_max_depth=32)
+    many = b"<r>" + b'<a x="&lt;1&gt;">t&amp;t</a>' * 40_000 + b"</r>"
+    wide = b"<r " + b" ".join(b'a%d="v"' % i for i in range(40_000)) + b"/>"
+    long_text = b"<r>" + b"&lt;x&gt;" * 200_000 + b"</r>"
+    for body in (many, wide, long_text):
+        start = time.perf_counter()
+        parsed = parse_body(XML, body, limits)
+        assert time.perf_counter() - start < 2.0
+        assert parsed.kind == "xml" and not parsed.truncated
+
+
+def test_xml_garbage_never_raises() -> None:
+    import random
+
+    rng = random.Random(3)
+    seed = (
+        b'<?xml version="1.0"?><!DOCTYPE r><r a="&lt;1&#10;"><b>x&amp;<![CDATA[y]]></b><!--c--></r>'
+    )
+    for _ in range(3000):
+        body = bytearray(seed)
+        for _ in range(rng.randrange(1, 4)):
+            i = rng.randrange(len(body))
+            op = rng.randrange(3)
+            if op == 0:
+                del body[i]
+            elif op == 1:
+                body.insert(i, rng.choice(b'<>&;"#![]/=x\x00\xff'))
+            else:
+                body[i : i + 1] = body[i : i + 1] * 3
+        parsed = parse_body(XML, bytes(body), BodyLimits(json_max_depth=3, max_fields=4))
+        assert parsed.kind in ("xml", "raw")
+        assert parsed.raw == bytes(body).decode("utf-8", "replace")
+        assert len(parsed.fields) <= 4 and len(parsed.names) <= 4

@@ -1,4 +1,4 @@
-"""Bounded request body parsing: urlencoded forms, JSON and multipart/form-data.
+"""Bounded request body parsing: urlencoded forms, JSON, multipart/form-data and XML.
 
 `parse_body` never raises: a body that cannot be parsed comes back as kind "raw" with
 ``parse_error=True`` and its text in ``raw``, so rules can still look at it. Every parser is
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qsl, unquote
+from xml.parsers import expat
 
 __all__ = ["BodyLimits", "ParsedBody", "parse_body"]
 
@@ -26,11 +27,14 @@ class BodyLimits:
 
 @dataclass(frozen=True, slots=True)
 class ParsedBody:
-    kind: str  # "form" | "json" | "multipart" | "raw" | "empty"
+    kind: str  # "form" | "json" | "multipart" | "xml" | "raw" | "empty"
     # (name, value): form fields; JSON leaves (name = the nearest object key, "" at top level;
-    # strings as is, numbers/bools as their JSON text, null skipped); multipart non-file parts.
+    # strings as is, numbers/bools as their JSON text, null skipped); multipart non-file parts;
+    # XML attribute values (name = the attribute's) and non-blank text runs (name = the
+    # enclosing element's), entities and character references decoded.
     fields: tuple[tuple[str, str], ...]
-    # Form field names; all JSON object keys at any depth; multipart part names.
+    # Form field names; all JSON object keys at any depth; multipart part names; XML element
+    # and attribute names (with their prefixes, as written).
     names: tuple[str, ...]
     # Multipart file names (filename= and filename*=).
     files: tuple[str, ...]
@@ -58,6 +62,11 @@ def parse_body(content_type: str | None, body: bytes, limits: BodyLimits) -> Par
             return _parse_json(raw, limits)
         if media_type == "multipart/form-data":
             return _parse_multipart(body, params.get("boundary", ""), raw, limits)
+        # Only a declared XML type is parsed as XML, never a body sniffed as one: the app picks
+        # its parser by Content-Type too, and a raw body keeps its markup (a "<script>" posted
+        # as text/plain is well-formed XML, and parsed it would be an element name).
+        if is_xml(media_type):
+            return _parse_xml(body, raw, limits)
         return _raw(raw, parse_error=False)
     except Exception:
         # RecursionError, MemoryError and any parser bug end here; BaseException (cancellation)
@@ -94,6 +103,10 @@ def media_type_of(content_type: str | None) -> str:
 
 def is_json(media_type: str) -> bool:
     return media_type in ("application/json", "text/json") or media_type.endswith("+json")
+
+
+def is_xml(media_type: str) -> bool:
+    return media_type in ("application/xml", "text/xml") or media_type.endswith("+xml")
 
 
 def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:
@@ -343,3 +356,104 @@ def _add_part(
         # A part with an empty or no filename is a field: its content must not escape
         # inspection just because the sender declared it a file.
         fields.append((name, content.decode("utf-8", "replace")))
+
+
+# --------------------------------------------------------------------------- XML
+
+
+class _XMLRefused(Exception):
+    """Raised from an expat handler to stop parsing; `truncated` says why."""
+
+    def __init__(self, *, truncated: bool) -> None:
+        super().__init__()
+        self.truncated = truncated
+
+
+def _parse_xml(body: bytes, raw: str, limits: BodyLimits) -> ParsedBody:
+    """Attribute values and text of an XML document, parsed by expat without any DTD.
+
+    Expat does no I/O and, with no external entity handler set, never reads an external
+    entity or DTD. A document with an internal DTD subset is refused (kind "raw",
+    parse_error=True): entity declarations are what billion-laughs and XXE documents are made
+    of, and attribute defaults would copy a declared value into every element. Such documents
+    stay whole for the rules, which is what the XXE rules want. A document past the limits is
+    also left whole (kind "raw", truncated=True) rather than cut: nothing in it escapes the
+    rules that read whole values, as before XML was parsed at all.
+    """
+    fields: list[tuple[str, str]] = []
+    names: list[str] = []
+    text: list[str] = []
+    # The open elements: the innermost one names the text it holds.
+    stack: list[str] = []
+    max_fields = limits.max_fields
+    max_depth = limits.json_max_depth
+
+    def flush(element: str) -> None:
+        # A text run is everything between two tags: character data, CDATA sections and
+        # entities, across comments and processing instructions, as a tree builder (the
+        # app's) joins them. Splitting at a CDATA boundary or a comment would let a payload
+        # be cut in two pieces that no rule sees whole.
+        if text:
+            value = "".join(text)
+            text.clear()
+            if value.strip():
+                if len(fields) >= max_fields:
+                    raise _XMLRefused(truncated=True)
+                fields.append((element, value))
+
+    def start(name: str, attributes: list[str]) -> None:
+        # Only whitespace can precede the root element (anything else is malformed).
+        flush(stack[-1] if stack else "")
+        if len(stack) >= max_depth or len(names) + 1 + len(attributes) // 2 > max_fields:
+            raise _XMLRefused(truncated=True)
+        stack.append(name)
+        names.append(name)
+        # ordered_attributes: [name1, value1, name2, value2, ...] in document order.
+        for i in range(0, len(attributes), 2):
+            names.append(attributes[i])
+            if len(fields) >= max_fields:
+                raise _XMLRefused(truncated=True)
+            fields.append((attributes[i], attributes[i + 1]))
+
+    def end(name: str) -> None:
+        flush(name)
+        stack.pop()
+
+    def doctype(name: str, system_id: str | None, public_id: str | None, internal: int) -> None:
+        if internal:
+            raise _XMLRefused(truncated=False)
+
+    def refuse(*_: object) -> None:
+        raise _XMLRefused(truncated=False)
+
+    def skipped(name: str, is_parameter_entity: int) -> None:
+        # An entity the document uses but never declares (it would be in an external DTD,
+        # which is never read): kept as written, as an app that does not resolve it sees it.
+        if not is_parameter_entity:
+            text.append(f"&{name};")
+
+    parser = expat.ParserCreate()
+    # Parameter entities (and with them any external DTD subset) are never parsed.
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.ordered_attributes = True
+    # Defaults declared for attributes are not reported (and internal subsets are refused
+    # anyway): only what the document itself holds becomes a field.
+    parser.specified_attributes = True
+    parser.buffer_text = True
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text.append
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = refuse
+    parser.UnparsedEntityDeclHandler = refuse
+    parser.SkippedEntityHandler = skipped
+    try:
+        parser.Parse(body, True)
+    except _XMLRefused as refused:
+        return _raw(raw, parse_error=not refused.truncated, truncated=refused.truncated)
+    except (expat.ExpatError, ValueError, RecursionError):
+        # ValueError: an encoding declaration naming a codec expat cannot use.
+        return _raw(raw, parse_error=True)
+    return ParsedBody(
+        "xml", tuple(fields), tuple(names), (), raw, parse_error=False, truncated=False
+    )
