@@ -48,15 +48,17 @@ def decide(
     if verdict.verified_crawler is not None:
         return None
     best: BotAction | None = None
+    score = verdict.score
     for rule in rules:
+        # The score test first: it is the cheap one, and most requests pass every threshold.
+        if score is not None and score >= rule.below:
+            continue
         if not rule.applies_to(method, path, verdict.kind):
             continue
         action: str
-        if verdict.score is not None:
-            if verdict.score >= rule.below:
-                continue
+        if score is not None:
             action, unknown = rule.action, False
-            reason = f"bot score {verdict.score} < {rule.below}"
+            reason = f"bot score {score} < {rule.below}"
         elif verdict.upper_bound is not None and verdict.upper_bound < rule.below:
             action, unknown = rule.action, False
             reason = f"bot score unknown but at most {verdict.upper_bound} < {rule.below}"
