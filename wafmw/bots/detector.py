@@ -8,9 +8,11 @@ computed the score is None (UNKNOWN) and ``upper_bound`` keeps what the computed
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
+from ..request import RequestView
 from .behaviour import BehaviourTracker
 from .config import BotConfig, Crawler
 from .model import SCORE_MAX, SCORE_MIN, BotVerdict, RequestLike, Signal
@@ -21,6 +23,10 @@ __all__ = ["BotDetector", "score_of"]
 
 _UA_SCAN_CHARS: Final = 1024  # longer User-Agents are classified on their first 1024 chars
 _CACHE_SIZE: Final = 4096  # entries per cache (user agents, signals, verdicts); cleared when full
+_REQUEST_CACHE_SIZE: Final = 4096  # request verdicts by their inputs (LRU, see _request_key)
+_PATH_MEMO_SIZE: Final = 4096  # trap-path answers by path; cleared when full
+_CLIENT_MEMO_SIZE: Final = 4096  # behaviour identities by client address; cleared when full
+_SECURE_SCHEMES: Final = ("https", "wss")
 _HEADER_SIGNALS: Final = frozenset(range(913110, 913118))
 _BRAND: Final = re.compile(r'"([^"]{0,64})"\s*;\s*v\s*=\s*"([^"]{0,32})"')
 _LOCAL_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
@@ -32,6 +38,11 @@ _KIND_NAMES: Final = (
 )  # fmt: skip
 
 Emits = tuple[tuple[int, str, str, int | None], ...]  # (signal id, name, detail, weight or None)
+RequestKey = tuple[object, ...]
+
+# In the request cache: "this key's verdict depends on the client address" (a crawler's
+# User-Agent is verified against its networks), so it is computed every time.
+_PER_ADDRESS: Final = BotVerdict(None, (), None, False, None, "crawler")
 
 
 def _wants_fetch_metadata(browser: BrowserInfo) -> bool:
@@ -65,7 +76,7 @@ class _UAClass:
 
 
 def score_of(prior: int, signals: tuple[Signal, ...]) -> int:
-    value = prior - sum(s.weight for s in signals)
+    value = prior - sum([s.weight for s in signals])
     return max(SCORE_MIN, min(SCORE_MAX, value))
 
 
@@ -82,6 +93,9 @@ class BotDetector:
         self._verdict_cache: dict[
             tuple[tuple[tuple[int, str], ...], str | None, bool, bool, str], BotVerdict
         ] = {}
+        self._request_cache: OrderedDict[RequestKey, BotVerdict] = OrderedDict()
+        self._trap_memo: dict[str, bool] = {}
+        self._client_memo: dict[str, str] = {}
         self._behaviour: BehaviourTracker | None = None
         if config.enabled and config.behaviour.enabled:
             self._behaviour = BehaviourTracker(
@@ -128,9 +142,83 @@ class BotDetector:
 
     def assess(self, view: RequestLike) -> BotVerdict:
         """Signals from the request alone (User-Agent, headers, protocol, network, path)."""
-        cfg = self.config
-        if not cfg.enabled:
+        if not self.config.enabled:
             return BotVerdict(None, (), None, False, None, "unknown")
+        trap = self._is_trap(view.path)
+        key = self._request_key(view, trap)
+        if key is None:
+            return self._assess(view, trap)
+        cache = self._request_cache
+        try:
+            verdict = cache.get(key)
+        except TypeError:  # an unhashable header value (not bytes, against the ASGI spec)
+            return self._assess(view, trap)
+        if verdict is not None:
+            if verdict is _PER_ADDRESS:
+                return self._assess(view, trap)
+            cache.move_to_end(key)
+            return verdict
+        verdict = self._assess(view, trap)
+        cache[key] = _PER_ADDRESS if verdict.kind == "crawler" else verdict
+        if len(cache) > _REQUEST_CACHE_SIZE:
+            cache.popitem(last=False)
+        return verdict
+
+    def _is_trap(self, path: str) -> bool:
+        """Whether the path is a trap path; memoised, as the same paths recur all day."""
+        memo = self._trap_memo
+        trap = memo.get(path)
+        if trap is None:
+            trap_re = self.config.trap_re
+            trap = trap_re is not None and trap_re.match(path) is not None
+            if len(memo) >= _PATH_MEMO_SIZE:
+                memo.clear()
+            memo[path] = trap
+        return trap
+
+    @staticmethod
+    def _request_key(view: RequestLike, trap: bool) -> RequestKey | None:
+        """Everything `_assess` reads from a request except the client address, which only a
+        crawler's verdict depends on; None when the request is not a RequestView over a list
+        of ASGI header pairs (then `_assess` runs every time).
+
+        Read from the raw header bytes: decoding every header costs more than the whole
+        lookup. `dict` keeps the last of a repeated header and `view.header()` the first, hence
+        the reversed copy in that (rare) case. The header *values* of Accept, Accept-Language
+        and so on are left out on purpose: only their presence counts, and keeping the values
+        would multiply the entries per User-Agent. The path is part of the key only for a trap
+        path, whose signal names it."""
+        if type(view) is not RequestView:
+            return None
+        scope = view.scope
+        raw = scope.get("headers", ())
+        if type(raw) is not list and type(raw) is not tuple:
+            return None
+        try:
+            first = dict(raw)
+            if len(first) != len(raw):
+                first = dict(reversed(raw))
+        except (TypeError, ValueError):
+            return None  # malformed pairs: `_assess` deals with them as it always did
+        get = first.get
+        return (
+            get(b"user-agent"),
+            get(b"sec-ch-ua"),
+            get(b"host"),
+            get(b"x-forwarded-proto"),
+            b"accept" in first,
+            b"accept-language" in first,
+            b"accept-encoding" in first,
+            b"sec-fetch-site" in first,
+            b"sec-fetch-mode" in first,
+            view.method == "OPTIONS" and b"access-control-request-method" in first,
+            view.http_version == "1.0",
+            scope.get("scheme") in _SECURE_SCHEMES,
+            view.path if trap else None,  # a trap signal's detail names the path
+        )
+
+    def _assess(self, view: RequestLike, trap: bool) -> BotVerdict:
+        cfg = self.config
         signals: list[Signal] = []
         keys: list[tuple[int, str]] = []
         weights = self._weights
@@ -208,8 +296,7 @@ class BotDetector:
                     "unrecognised-user-agent",
                     "user-agent is neither a known browser nor a known client",
                 )
-        trap_re = cfg.trap_re
-        if trap_re is not None and trap_re.match(view.path) is not None:
+        if trap:
             add(913130, "trap-path-request", f"request to trap path {view.path[:100]!r}")
         verdict_key = (tuple(keys), verified, impostor, unknown, kind_name)
         verdict = self._verdict_cache.get(verdict_key)
@@ -332,20 +419,49 @@ class BotDetector:
             verdict = attached if isinstance(attached, BotVerdict) else self.assess(view)
         if verdict.verified_crawler is not None:
             return None  # a crawler's many paths and 404s are its job, not a signal
-        return client_key(view.client_ip)
+        text = view.client_ip
+        if not text:
+            return None
+        # client_key parses the address (and for IPv6 builds its /64) on every call; a site's
+        # clients come back, so remember the answers.
+        memo = self._client_memo
+        client = memo.get(text)
+        if client is None:
+            client = client_key(text)
+            assert client is not None  # a non-empty address always has a key
+            if len(memo) >= _CLIENT_MEMO_SIZE:
+                memo.clear()
+            memo[text] = client
+        return client
 
     async def observe(self, view: RequestLike, status: int) -> None:
         """Record the answer for this client (after the response). Never raises for storage
         trouble: it is logged at most once per interval and counted as unavailable."""
+        if self.observe_local(view, status):
+            return
         tracker = self._behaviour
-        if tracker is None or not tracker.available:
+        assert tracker is not None  # observe_local handled the case without one
+        if not tracker.available:
             return
         client = self._behaviour_client(view, None)
         if client is None:
             return
-        trap_re = self.config.trap_re
-        trap = trap_re is not None and trap_re.match(view.path) is not None
-        await tracker.observe(client, view.path, status, trap)
+        await tracker.observe(client, view.path, status, self._is_trap(view.path))
+
+    def observe_local(self, view: RequestLike, status: int) -> bool:
+        """`observe` when it needs no I/O (no behaviour tracking, or ``memory://`` storage):
+        done, True; else False, and the caller awaits `observe`. Spares the per-request
+        coroutine on the usual set-up."""
+        tracker = self._behaviour
+        if tracker is None:
+            return True
+        if not tracker.local:
+            return False
+        client = self._behaviour_client(view, None)
+        if client is not None:
+            path = view.path
+            tracker.observe_local(client, path, status, self._is_trap(path))
+        return True
 
     async def assess_behaviour(
         self, view: RequestLike, verdict: BotVerdict | None = None
@@ -385,10 +501,26 @@ class BotDetector:
 
     async def evaluate(self, view: RequestLike) -> BotVerdict:
         """assess + assess_behaviour + combine: the full verdict for one request."""
-        verdict = self.assess(view)
-        if self._behaviour is None:
+        verdict = self.evaluate_local(view)
+        if verdict is not None:
             return verdict
+        verdict = self.assess(view)
         return self.combine(verdict, await self.assess_behaviour(view, verdict))
+
+    def evaluate_local(self, view: RequestLike) -> BotVerdict | None:
+        """`evaluate` when it needs no I/O (no behaviour tracking, or ``memory://`` storage),
+        else None, and the caller awaits `evaluate`. Spares the per-request coroutines on the
+        usual set-up."""
+        tracker = self._behaviour
+        if tracker is None:
+            return self.assess(view)
+        if not tracker.local:
+            return None
+        verdict = self.assess(view)
+        client = self._behaviour_client(view, verdict)
+        if client is None:
+            return verdict
+        return self.combine(verdict, tracker.local_signals(client))
 
     @property
     def behaviour_available(self) -> bool | None:
