@@ -229,7 +229,7 @@ class RequestView:
             return ()
         parsed = self.parsed_body
         if kind == "body":
-            if parsed.kind in ("form", "json", "multipart"):
+            if parsed.kind in ("form", "json", "multipart", "xml"):
                 return parsed.fields
             return (("", parsed.raw),) if parsed.raw else ()
         if kind == "body_names":

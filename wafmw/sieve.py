@@ -32,7 +32,7 @@ from typing import Any
 
 import re2
 
-from .body import is_json, media_type_of
+from .body import is_json, is_xml, media_type_of
 from .model import Target
 from .patterns import anchored_at_delimiters, re2_options
 from .request import RequestView
@@ -236,6 +236,10 @@ class Sieve:
             if b"%" in body or b"+" in body:
                 extra = self._parsed(view)
         elif is_json(media_type) and b"\\" in body:
+            extra = self._parsed(view)
+        elif is_xml(media_type):
+            # Entities, character references and CDATA make XML values differ from the raw
+            # text; parsing is what finds them, so the parsed values are always scanned too.
             extra = self._parsed(view)
         return self._run(body, extra)
 
