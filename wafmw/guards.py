@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .bots import BotDetector, BotVerdict, decide
+from .bots import BotDetector, decide
 from .challenge import challenge_response, has_valid_pass, verification_response
 from .client_ip import resolve_client_ip
 from .decision import Match
@@ -131,16 +131,21 @@ class Guards:
         detector, config = self.detector, self.bots
         if detector is None or config is None or "bots" in kill.groups:
             return None
-        now = time.time()
         if view.path == config.challenge.path:
-            status, headers, body = verification_response(view, config.challenge, now)
+            status, headers, body = verification_response(view, config.challenge, time.time())
             return Outcome(status, tuple(headers), body)
-        verdict: BotVerdict = await detector.evaluate(view)
+        verdict = detector.evaluate_local(view)  # most set-ups: no I/O, so no coroutine
+        if verdict is None:
+            verdict = await detector.evaluate(view)
         view.scope["wafmw.bot"] = verdict  # type: ignore[index]
-        has_pass = has_valid_pass(view, config.challenge, now)
-        action = decide(config.rules, verdict, view.method, view.path, has_pass=has_pass)
+        action = decide(config.rules, verdict, view.method, view.path)
         if action is None:
-            return None
+            return None  # a pass only ever removes actions: no need to check the cookie
+        now = time.time()
+        if has_valid_pass(view, config.challenge, now):
+            action = decide(config.rules, verdict, view.method, view.path, has_pass=True)
+            if action is None:
+                return None
         rule = action.rule
         if rule.id in kill.rules or not kill.tags.isdisjoint(rule.tags):
             return None
@@ -165,8 +170,12 @@ class Guards:
     async def observe(self, view: RequestView, status: int) -> None:
         """Feed the answer's status into the bot behaviour counters (bounded, never raises)."""
         if self.detector is not None:
-            with contextlib.suppress(Exception):
-                await self.detector.observe(view, status)
+            # Not contextlib.suppress: this runs on every request, and a bare try costs less.
+            try:
+                if not self.detector.observe_local(view, status):
+                    await self.detector.observe(view, status)
+            except Exception:
+                pass
 
     async def close(self, keep: Guards | None = None) -> None:
         """Close the storage connections, except those `keep` took over."""
