@@ -31,11 +31,19 @@ from .detect import get_detector
 from .errors import EvaluationTimeout
 from .globs import compile_globs
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
-from .patterns import CompiledPattern, anchored_at_joins, compile_pattern, re2_options
-from .request import SEPARATOR, RequestView
+from .patterns import (
+    CompiledPattern,
+    anchored_at_joins,
+    compile_pattern,
+    re2_options,
+    tolerating,
+)
+from .request import SEPARATOR, RequestView, decode_header_value
 from .sieve import (
     BODY_KINDS,
+    FIRST_HEADER_PART,
     HEAD_KINDS,
+    QUOTE_STAND_IN,
     Sieve,
     SieveEntry,
     compile_passes,
@@ -80,6 +88,15 @@ class CompiledFilter:
     # rules out a target with many values (all the headers, say) before probing each.
     unit_probe: Any = None
     group: ChainGroup | None = None
+    # Whether the filter's verdict on a header value depends on that value alone (no negation,
+    # count or exclusion), so that it may be checked on just the header values the sieve
+    # flagged; and which header-derived targets it reads.
+    header_values_only: bool = False
+    reads_all_headers: bool = False
+    reads_cookies: bool = False
+    # The argument and body field names it reads, when it reads nothing else: the filter has
+    # nothing to look at when none of them is in the request (see _args_absent).
+    named_args: tuple[bytes, ...] = ()
     # The operator bound to its argument at compile time: (value, deadline) -> matched text.
     test: Callable[[str, float], str | None] = field(default=lambda subject, deadline: None)
 
@@ -107,6 +124,9 @@ class ChainGroup:
 # recent short values saves the tokenizer on most benign traffic. Bounded in entries and in the
 # length of what is remembered; long values are always checked afresh.
 _DETECTOR_MEMORY = 4096
+_VERDICT_MEMORY = 8192
+_VERDICT_MAX_BYTES = 512
+_UNKNOWN: Any = object()
 _DETECTOR_MEMORY_MAX_CHARS = 512
 
 
@@ -236,8 +256,28 @@ class Engine:
             self._build_scanner(group)
         self.groups = tuple(groups.values())
         self.needs_body = any(group.body_units or group.direct_body for group in self.groups)
+        # (filter, header name, header value) -> what the filter matched in it, or None.
+        self._header_verdicts: dict[tuple[CompiledFilter, bytes, bytes], str | None] = {}
         self.head_sieve = self._build_sieve(body=False)
         self.body_sieve = self._build_sieve(body=True)
+        skippable = self.head_sieve.skippable if self.head_sieve is not None else frozenset()
+        # Direct filters of the head that read only the request line and named headers: their
+        # verdicts depend on those values alone, which repeat across requests (a browser's
+        # method, Content-Type, Accept…), so all of them are decided at once per distinct set
+        # of values and remembered.
+        self._by_signature = tuple(
+            cf
+            for group in self.groups
+            for cf in group.direct_head
+            if cf not in skippable and _signature_only(cf)
+        )
+        self._signature_headers = frozenset(
+            t.name.encode("latin-1")
+            for cf in self._by_signature
+            for t in cf.rule.targets
+            if t.kind == "headers" and t.name is not None
+        )
+        self._signature_verdicts: dict[tuple[Any, ...], list[Match]] = {}
 
     @staticmethod
     def _compile_filter(rule: FilterRule, ruleset: Ruleset) -> CompiledFilter:
@@ -259,6 +299,15 @@ class Engine:
                 matcher = _path_matcher(ex.path) if ex.path else None
                 exclusions.append((matcher, frozenset(ex.targets) if ex.targets else None))
         cf.exclusions = tuple(exclusions)
+        cf.header_values_only = not (rule.negate or rule.operator == "count" or exclusions)
+        cf.reads_all_headers = Target("headers") in rule.targets
+        cf.reads_cookies = any(t.kind in ("cookies", "cookie_names") for t in rule.targets)
+        if (
+            rule.operator != "count"
+            and all(t.kind in ("args", "body") and t.name for t in rule.targets)
+            and all(t.name and t.name.isascii() for t in rule.targets)
+        ):
+            cf.named_args = tuple({str(t.name).encode() for t in rule.targets})
         return cf
 
     @staticmethod
@@ -285,6 +334,9 @@ class Engine:
         members: dict[tuple[str, ...], tuple[list[str], list[SieveEntry]]] = {}
         unsieved: set[int] = set()
         skippable: set[Any] = set()
+        # A JSON body's quotes are scanned as a stand-in when every pattern on the raw body
+        # can be made to match it (see Sieve.scan_body).
+        stand_in = body
         for gi, group in enumerate(self.groups):
             plan = plan_group(group.chain)
             if plan is None:
@@ -303,13 +355,24 @@ class Engine:
                     if units:
                         unsieved.add(gi)
                     continue
-                sources.append(sieve_pattern(source, group.chain, body=body))
+                pattern = sieve_pattern(source, group.chain, body=body)
+                if body and Target("body_raw") in cf.rule.targets:
+                    if plan.applied is not None:
+                        stand_in = False
+                    else:
+                        try:
+                            pattern = tolerating(pattern, '"', QUOTE_STAND_IN.decode())
+                        except ValueError:
+                            stand_in = False
+                sources.append(pattern)
                 entries.append(SieveEntry(gi, cf))
             for cf in group.direct_body if body else group.direct_head:
                 source = _set_pattern(cf)
                 if source is None or not _sievable(cf.rule, kinds, body):
                     continue
                 pattern = sieve_pattern(source, group.chain, body=body)
+                if body and Target("body_raw") in cf.rule.targets:
+                    continue  # stays direct: keeps the quote stand-in simple
                 # A check written as "anything but…" matches every request: it stays direct.
                 if not looks_benign(pattern):
                     continue
@@ -327,7 +390,9 @@ class Engine:
             for gi, g in enumerate(self.groups)
             if gi not in unsieved
         )
-        return Sieve(passes, separator, folds, frozenset(unsieved), frozenset(skippable))
+        sieve = Sieve(passes, separator, folds, frozenset(unsieved), frozenset(skippable))
+        sieve.quote_stand_in = stand_in and separator != QUOTE_STAND_IN
+        return sieve
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -342,32 +407,42 @@ class Engine:
     def _evaluate(self, view: RequestView, deadline: float, *, body: bool) -> list[Match]:
         matches: list[Match] = []
         sieve = self.body_sieve if body else self.head_sieve
-        # The filters the sieve flagged, per group, and the groups it cannot speak for this
-        # time (a trigger fired): those run their own scan.
-        flagged: dict[int, list[CompiledFilter]] = {}
+        # The filters the sieve flagged, per group, with the head parts that flagged each, and
+        # the groups it cannot speak for this time (a trigger fired): those run their own scan.
+        flagged: dict[int, dict[CompiledFilter, list[int]]] = {}
         whole: frozenset[int] | set[int] = frozenset()
         if sieve is not None:
             whole = set(sieve.unsieved)
-            for entry in sieve.scan_body(view) if body else sieve.scan_head(view):
+            found = sieve.scan_body(view) if body else sieve.scan_head(view)
+            for entry, parts in found.items():
                 if entry.filter is None:
                     whole.add(entry.group)
                 else:
-                    flagged.setdefault(entry.group, []).append(entry.filter)
+                    flagged.setdefault(entry.group, {})[entry.filter] = parts
+        if not body and self._by_signature:
+            matches.extend(self._signature_matches(view, deadline))
+        signature_filters = () if body else self._by_signature
+        no_hits: dict[CompiledFilter, list[int]] = {}
         for gi, group in enumerate(self.groups):
             units = group.body_units if body else group.head_units
-            hits = flagged.get(gi, ())
+            hits = flagged.get(gi, no_hits)
             if group.scanner is not None and units:
                 if sieve is None or gi in whole:
                     self._scan(group, units, view, deadline, matches, body=body)
                 elif hits:
                     for cf in group.set_filters:
                         if cf in hits:
-                            self._confirm(cf, view, deadline, matches, body=body)
+                            self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
             skippable = sieve.skippable if sieve is not None and gi not in whole else ()
             for cf in group.direct_body if body else group.direct_head:
-                if cf in skippable and cf not in hits:
+                if cf in signature_filters or (cf.named_args and _args_absent(cf, view, body)):
                     continue
-                self._confirm(cf, view, deadline, matches, body=body)
+                if cf in skippable:
+                    if cf not in hits:
+                        continue
+                    self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
+                else:
+                    self._confirm(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
         return matches
@@ -408,9 +483,14 @@ class Engine:
         matches: list[Match],
         *,
         body: bool,
+        parts: list[int] | None = None,
     ) -> None:
         try:
-            found = self._check(cf, view, deadline, body)
+            found = (
+                self._check_header_values(cf, view, deadline, parts)
+                if parts and cf.header_values_only
+                else self._check(cf, view, deadline, body)
+            )
         except EvaluationTimeout as exc:
             exc.rule_id = cf.rule.id
             raise
@@ -432,6 +512,57 @@ class Engine:
                     rule.tags,
                 )
             )
+
+    def _signature_matches(self, view: RequestView, deadline: float) -> list[Match]:
+        """The matches of the signature filters, remembered per request line and headers."""
+        names = self._signature_headers
+        signature = (
+            view.method,
+            view.http_version,
+            *[(name, value) for name, value in view.scope.get("headers", ()) if name in names],
+        )
+        verdicts = self._signature_verdicts
+        found = verdicts.get(signature)
+        if found is None:
+            found = []
+            for cf in self._by_signature:
+                self._confirm(cf, view, deadline, found, body=False)
+            if sum(len(part[1]) for part in signature[2:]) <= _VERDICT_MAX_BYTES * 2:
+                if len(verdicts) >= _VERDICT_MEMORY:
+                    verdicts.clear()
+                verdicts[signature] = found
+        return found
+
+    def _check_header_values(
+        self, cf: CompiledFilter, view: RequestView, deadline: float, parts: list[int]
+    ) -> tuple[str, str] | None:
+        """Check a filter that the sieve flagged in header values only: every other value of
+        every target sits in a part the sieve found clean for it, so only those header values
+        can match. Verdicts per (filter, header name, value) are remembered, since header values
+        recur across requests; a value the filter does not read is skipped."""
+        if any(i < FIRST_HEADER_PART or (i - FIRST_HEADER_PART) % 2 == 0 for i in parts):
+            return self._check(cf, view, deadline, False)  # a request line part or a name
+        headers = view.scope["headers"]
+        rule = cf.rule
+        verdicts = self._header_verdicts
+        for i in parts:
+            raw_name, raw_value = headers[(i - FIRST_HEADER_PART) // 2]
+            if raw_name == b"cookie" and cf.reads_cookies:
+                return self._check(cf, view, deadline, False)
+            name = raw_name.decode("latin-1")
+            if not (cf.reads_all_headers or Target("headers", name) in rule.targets):
+                continue
+            key = (cf, raw_name, raw_value)
+            hit = verdicts.get(key, _UNKNOWN)
+            if hit is _UNKNOWN:
+                hit = cf.test(view.transformed(decode_header_value(raw_value), cf.chain), deadline)
+                if len(raw_value) <= _VERDICT_MAX_BYTES:
+                    if len(verdicts) >= _VERDICT_MEMORY:
+                        verdicts.clear()
+                    verdicts[key] = hit
+            if hit is not None:
+                return (f"headers:{name}", str(hit))
+        return None
 
     def _excluded(self, cf: CompiledFilter, view: RequestView) -> frozenset[Target] | None:
         """Targets removed for this request, or None when the whole rule is off here."""
@@ -557,6 +688,30 @@ def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple
         if not any(scanner.Match(probe) for probe in probes):
             return scanner, sep
     return _compile_set(sources, SEPARATOR), SEPARATOR
+
+
+def _signature_only(cf: CompiledFilter) -> bool:
+    """Whether the filter's verdict depends on the request line and named headers alone."""
+    rule = cf.rule
+    return (
+        not cf.exclusions
+        and rule.operator != "count"
+        and all(
+            t.kind in ("method", "http_version") or (t.kind == "headers" and t.name is not None)
+            for t in rule.targets
+        )
+    )
+
+
+def _args_absent(cf: CompiledFilter, view: RequestView, body: bool) -> bool:
+    """Whether none of the named arguments (or body fields) the filter reads can be present:
+    a name appears in the raw query (or body) as it is, unless something there is encoded."""
+    raw: bytes = (view.body or b"") if body else view.scope.get("query_string", b"")
+    if not raw:
+        return True
+    if b"%" in raw or b"+" in raw or b"\\" in raw or b"&#" in raw:
+        return False  # a name could be spelled encoded: parse and look
+    return not any(name in raw for name in cf.named_args)
 
 
 def _reads_phase(rule: FilterRule, body: bool) -> bool:

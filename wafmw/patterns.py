@@ -7,6 +7,7 @@ costs one request its on_error outcome instead of a pinned CPU.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,88 @@ def anchored_at_delimiters(pattern: str, delimiters: str) -> str:
     """The pattern for a text in which each subject is a substring bounded by the characters
     of `delimiters` (a character class): each anchor also matches one of them."""
     return _rewrite_anchors(pattern, None, delimiters=delimiters)[0]
+
+
+def tolerating(pattern: str, char: str, stand_in: str) -> str:
+    """The pattern for a text in which each `char` was replaced by `stand_in`: wherever the
+    pattern could match `char`, it also matches the stand-in. Atoms that can match `char` are
+    the character itself, its escapes and positive classes that hold it (alone, in a range or
+    in a named class); the wildcards and negated classes already match the stand-in, a control
+    character."""
+    if "\\Q" in pattern:
+        raise ValueError("\\Q...\\E quoting is not rewritten")
+    code = ord(char)
+    spelled = {char, "\\" + char, f"\\x{code:02x}", f"\\x{code:02X}", f"\\x{{{code:x}}}"}
+    sub = f"\\x{ord(stand_in):02x}"
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            # \x22 and \x{22} are four or more characters; any other escape is two.
+            m = re.match(r"\\x(?:\{[0-9a-fA-F]+\}|[0-9a-fA-F]{2})", pattern[i:])
+            atom = m.group() if m else pattern[i : i + 2]
+            out.append(f"(?:{atom}|{sub})" if atom in spelled else atom)
+            i += len(atom)
+            continue
+        if ch == "[":
+            end = _class_end(pattern, i)
+            body = pattern[i + 1 : end]
+            if not body.startswith("^") and _class_may_hold(body, code, spelled):
+                out.append("[" + body + sub + "]")
+            else:
+                out.append(pattern[i : end + 1])
+            i = end + 1
+            continue
+        out.append(f"(?:{ch}|{sub})" if ch == char else ch)
+        i += 1
+    return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index of the "]" that closes the class opened at `start`."""
+    i = start + 1
+    if pattern[i : i + 1] == "^":
+        i += 1
+    if pattern[i : i + 1] == "]":
+        i += 1  # a literal "]" first in the class
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+            continue
+        if pattern.startswith("[:", i):
+            close = pattern.find(":]", i + 2)
+            if close != -1:
+                i = close + 2
+                continue
+        if pattern[i] == "]":
+            return i
+        i += 1
+    return len(pattern) - 1
+
+
+def _class_may_hold(body: str, code: int, spelled: set[str]) -> bool:
+    """Whether a class body may hold the character `code`: conservative, so that any doubt
+    (named classes, ranges written with escapes) counts as yes."""
+    if any(s in body for s in spelled) or "\\p" in body or "\\P" in body or "[:" in body:
+        return True
+    if "\\W" in body or "\\S" in body or "\\D" in body:
+        return True
+    for m in re.finditer(r"(\\x[0-9a-fA-F]{2}|\\.|[^\\])-(\\x[0-9a-fA-F]{2}|\\.|[^\\])", body):
+        lo, hi = (_class_char(x) for x in m.groups())
+        if lo is None or hi is None or lo <= code <= hi:
+            return True
+    return False
+
+
+def _class_char(atom: str) -> int | None:
+    if len(atom) == 1:
+        return ord(atom)
+    if atom.startswith("\\x"):
+        return int(atom[2:], 16)
+    if len(atom) == 2 and not atom[1].isalnum():
+        return ord(atom[1])
+    return None
 
 
 @dataclass(frozen=True, slots=True)

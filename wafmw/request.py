@@ -39,7 +39,7 @@ def parse_query(query: str) -> Pairs:
     return tuple(out)
 
 
-def _decode(raw: bytes) -> str:
+def decode_header_value(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -111,7 +111,7 @@ class RequestView:
         if self._headers is None:
             # ASGI header names are lowercase bytes already; values may be any bytes.
             self._headers = tuple(
-                (name.decode("latin-1"), _decode(value))
+                (name.decode("latin-1"), decode_header_value(value))
                 for name, value in self.scope.get("headers", ())
             )
         return self._headers
@@ -126,7 +126,7 @@ class RequestView:
         wanted = name.encode("latin-1")
         for key_bytes, raw in self.scope.get("headers", ()):
             if key_bytes == wanted:
-                return _decode(raw)
+                return decode_header_value(raw)
         return None
 
     @property
@@ -153,7 +153,7 @@ class RequestView:
             for key, raw in self.scope.get("headers", ()):
                 if key != b"cookie":
                     continue
-                for chunk in _decode(raw).split(";"):
+                for chunk in decode_header_value(raw).split(";"):
                     name, sep, val = chunk.partition("=")
                     name = name.strip()
                     if name or sep:

@@ -119,7 +119,7 @@ BODY_KINDS = frozenset({"body", "body_names", "body_raw", "files"})
 _BODY_UNITS = (Target("body"), Target("body_names"), Target("files"))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class SieveEntry:
     """What one member of the set stands for: a filter of a group, or a group's trigger."""
 
@@ -162,12 +162,20 @@ def looks_benign(pattern: str) -> bool:
     return not any(compiled.search(sample) for sample in _BENIGN_SAMPLES)
 
 
-# Head parts (header values, paths, queries) that recur across requests — the same browser
-# sends the same User-Agent, Accept and client hints every time — and were once scanned without
-# a hit need no scan again: no member of the set can match them. The memory is bounded in
-# entries and in the length of what it remembers, and forgotten wholesale when full.
-CLEAN_MEMORY = 8192
-CLEAN_MAX_BYTES = 512
+# Head parts (header values, paths, queries) recur across requests — the same browser sends
+# the same User-Agent, Accept and client hints every time — so what the sieve found in each
+# part is remembered: a part seen before costs a dictionary lookup instead of a scan. Bounded
+# in entries and in the length of what is remembered, and forgotten wholesale when full.
+PART_MEMORY = 8192
+PART_MAX_BYTES = 512
+
+# What a JSON body's quotes become in the body sieve's text: a control character that is no
+# joining character the sieve picks, no whitespace, and a delimiter of values.
+QUOTE_STAND_IN = b"\x1a"
+
+# Where each part of the head text comes from: 0 method, 1 HTTP version, 2 path, 3 the raw
+# path and query; then, for header k, 4 + 2k its name and 5 + 2k its value.
+FIRST_HEADER_PART = 4
 
 
 @dataclass(slots=True)
@@ -178,6 +186,10 @@ class SievePass:
     chain: tuple[str, ...]
     scanner: Any  # re2.Set
     entries: list[SieveEntry]
+
+
+# What the head scan flagged: each entry with the indices of the parts that flagged it.
+Flagged = dict[SieveEntry, list[int]]
 
 
 @dataclass(slots=True)
@@ -191,10 +203,12 @@ class Sieve:
     # Direct filters (those checked on every request without a sieve) that the sieve speaks
     # for: checked only when flagged.
     skippable: frozenset[Any] = field(default_factory=frozenset)
-    clean: set[bytes] = field(default_factory=set)
+    parts_seen: dict[bytes, tuple[SieveEntry, ...]] = field(default_factory=dict)
+    # Whether a JSON body's quotes may be scanned as QUOTE_STAND_IN (the body sieve).
+    quote_stand_in: bool = False
 
-    def scan_head(self, view: RequestView) -> list[SieveEntry]:
-        """What the sieve flags in the request head."""
+    def scan_head(self, view: RequestView) -> Flagged:
+        """What the sieve flags in the request head, and in which parts."""
         scope = view.scope
         query: bytes = scope.get("query_string", b"")
         raw_path: bytes = scope.get("raw_path") or view.path.encode("utf-8", "replace")
@@ -206,26 +220,41 @@ class Sieve:
             uri,
             *itertools.chain.from_iterable(scope.get("headers", ())),
         ]
-        clean = self.clean
-        fresh = [part for part in parts if part not in clean]
-        if not fresh:
-            return []
+        seen = self.parts_seen
+        known = [seen.get(part) for part in parts]
+        flagged: Flagged = {}
+        if None not in known and not any(known):
+            return flagged  # the usual case: every part seen before, all clean
         extra: str | None = None
-        if query and (b"%" in query or b"+" in query) and uri not in clean:
-            # The parsed arguments are no substrings of the raw query: scan them as well.
+        if query and (b"%" in query or b"+" in query):
+            # The parsed arguments are no substrings of the raw query: scanned with it.
             extra = self.separator.decode().join(itertools.chain.from_iterable(view.args))
-        flagged = self._run(self.separator.join(fresh), extra)
-        if not flagged:
-            if len(clean) + len(fresh) > CLEAN_MEMORY:
-                clean.clear()
-            clean.update(part for part in fresh if len(part) <= CLEAN_MAX_BYTES)
+        fresh = [i for i, hits in enumerate(known) if hits is None]
+        if fresh:
+            batch = self.separator.join([parts[i] for i in fresh])
+            if not self._run(batch, extra if 3 in fresh else None):
+                for i in fresh:
+                    known[i] = ()
+            else:
+                # Something matched: scan part by part, to know which.
+                for i in fresh:
+                    known[i] = tuple(self._run(parts[i], extra if i == 3 else None))
+            if len(seen) + len(fresh) > PART_MEMORY:
+                seen.clear()
+            for i in fresh:
+                if len(parts[i]) <= PART_MAX_BYTES:
+                    seen[parts[i]] = known[i]  # type: ignore[assignment]
+        for i, hits in enumerate(known):
+            if hits:
+                for entry in hits:
+                    flagged.setdefault(entry, []).append(i)
         return flagged
 
-    def scan_body(self, view: RequestView) -> list[SieveEntry]:
+    def scan_body(self, view: RequestView) -> Flagged:
         """What the sieve flags in the body (never remembered: bodies rarely recur)."""
         body = view.body or b""
         if not body:
-            return []
+            return {}
         media_type = media_type_of(view.content_type)
         extra: str | None = None
         # JSON strings without escapes, and forms without escapes, are substrings of the raw
@@ -235,13 +264,19 @@ class Sieve:
         elif media_type == "application/x-www-form-urlencoded":
             if b"%" in body or b"+" in body:
                 extra = self._parsed(view)
-        elif is_json(media_type) and b"\\" in body:
-            extra = self._parsed(view)
+        elif is_json(media_type):
+            if b"\\" in body:
+                extra = self._parsed(view)
+            if self.quote_stand_in:
+                # JSON's own quotes would wake every rule that looks for a quote; the values
+                # hold none (the parsed ones are scanned when escapes could hide one), and
+                # rules on the raw body were made to match the stand-in too (tolerating()).
+                body = body.replace(b'"', QUOTE_STAND_IN)
         elif is_xml(media_type):
             # Entities, character references and CDATA make XML values differ from the raw
             # text; parsing is what finds them, so the parsed values are always scanned too.
             extra = self._parsed(view)
-        return self._run(body, extra)
+        return {entry: [] for entry in self._run(body, extra)}
 
     def _run(self, text: bytes, extra: str | None) -> list[SieveEntry]:
         text = self._finish(text, extra)
