@@ -92,15 +92,18 @@ class _Client:
 
     ``quiet``: even counted in full (the sliding window weighs the previous bucket by at most
     1), these counts trip no behaviour signal, so a reading can answer () without the clock or
-    any arithmetic. Most clients stay quiet; `BehaviourTracker.observe_local` keeps it true."""
+    any arithmetic. Most clients stay quiet. ``quiet_until``: the most requests ``current`` may
+    count and stay quiet while the other counts stay as they are (-1: not quiet at all).
+    `BehaviourTracker.observe_local` keeps both true."""
 
-    __slots__ = ("bucket", "current", "previous", "quiet")
+    __slots__ = ("bucket", "current", "previous", "quiet", "quiet_until")
 
     def __init__(self, bucket: int) -> None:
         self.bucket = bucket
         self.current = _Window()
         self.previous: _Window | None = None
         self.quiet = True
+        self.quiet_until = 0
 
     def window(self, bucket: int) -> _Window | None:
         if bucket == self.bucket:
@@ -114,17 +117,17 @@ class _MemoryClients:
     """Per-client windows in this process, bounded by ``max_keys`` (see the module docs)."""
 
     def __init__(self, max_keys: int) -> None:
-        self._clients: OrderedDict[str, _Client] = OrderedDict()
+        self.clients: OrderedDict[str, _Client] = OrderedDict()
         self.max_keys = max_keys
         self.keys = 0
 
     def get(self, client: str) -> _Client | None:
-        return self._clients.get(client)
+        return self.clients.get(client)
 
     def window_for_write(self, client: str, bucket: int) -> tuple[_Client, _Window]:
-        record = self._clients.get(client)
+        record = self.clients.get(client)
         if record is None:
-            record = self._clients[client] = _Client(bucket)
+            record = self.clients[client] = _Client(bucket)
             self.keys += 1
             return record, record.current
         if bucket == record.bucket:
@@ -150,7 +153,7 @@ class _MemoryClients:
 
     def trim(self) -> None:
         """Drop the clients seen first until the store is within its bound."""
-        clients = self._clients
+        clients = self.clients
         while self.keys > self.max_keys and clients:
             _, record = clients.popitem(last=False)
             self.keys -= record.current.keys
@@ -158,7 +161,7 @@ class _MemoryClients:
                 self.keys -= record.previous.keys
 
     def pop(self, client: str) -> None:
-        record = self._clients.pop(client, None)
+        record = self.clients.pop(client, None)
         if record is not None:
             self.keys -= record.current.keys
             if record.previous is not None:
@@ -295,34 +298,48 @@ class BehaviourTracker:
         """`observe` for memory storage: no I/O, nothing to time out, nothing to fail."""
         memory = self._memory
         assert memory is not None  # callers check `local`
-        record, window = memory.window_for_write(client, int(_wall() // self._window))
+        bucket = int(_wall() // self._window)
+        record = memory.clients.get(client)
+        if record is not None and record.bucket == bucket:  # the usual case
+            window = record.current
+            changed = False
+        else:
+            record, window = memory.window_for_write(client, bucket)
+            changed = True
         window.r += 1
-        slot = self._memo_slot(path)
+        slot = self._slot_memo.get(path)
+        if slot is None:
+            slot = self._memo_slot(path)
         slots = window.slots
         if slot not in slots:  # the shared layout's marker key going from 0 to 1
             slots.add(slot)
             window.d += 1
             memory.keys += 1
+            changed = True
         if 400 <= status < 500:
             window.e += 1
+            changed = True
         if trap:
             window.t += 1
-        # Upper bounds of what `local_signals` can compute from these counts at any time (the
-        # same tests as `_judge`; without a 4xx answer the share is 0, below any threshold).
-        current, previous = record.current, record.previous or _EMPTY
+            changed = True
+        if changed:  # more than `current.r` moved
+            record.quiet_until = self._quiet_until(record)
+            if memory.keys > memory.max_keys:
+                memory.trim()
+        record.quiet = record.current.r <= record.quiet_until
+
+    def _quiet_until(self, record: _Client) -> int:
+        """`_Client.quiet_until`: upper bounds of what `_judge` can be given from these counts
+        at any time (the previous bucket counted in full), against the same thresholds. Without
+        a 4xx answer the share is 0, below any threshold."""
         cfg = self.config
-        requests = current.r + previous.r
-        record.quiet = (
-            requests <= cfg.max_requests
-            and (
-                requests < cfg.min_requests
-                or (current.e + previous.e == 0 and cfg.max_4xx_share > 0)
-            )
-            and current.d + previous.d <= cfg.max_distinct_paths
-            and current.t + previous.t == 0
-        )
-        if memory.keys > memory.max_keys:
-            memory.trim()
+        current, previous = record.current, record.previous or _EMPTY
+        if current.t + previous.t or current.d + previous.d > cfg.max_distinct_paths:
+            return -1
+        limit = cfg.max_requests - previous.r  # total requests <= max_requests
+        if current.e + previous.e or cfg.max_4xx_share <= 0:
+            limit = min(limit, cfg.min_requests - 1 - previous.r)  # total < min_requests
+        return limit
 
     async def observe(self, client: str, path: str, status: int, trap: bool) -> None:
         if self._memory is not None:

@@ -520,7 +520,8 @@ class BotDetector:
         client = self._behaviour_client(view, verdict)
         if client is None:
             return verdict
-        return self.combine(verdict, tracker.local_signals(client))
+        behaviour = tracker.local_signals(client)
+        return self.combine(verdict, behaviour) if behaviour else verdict
 
     @property
     def behaviour_available(self) -> bool | None:
