@@ -25,7 +25,7 @@ from typing import Any
 
 import re2
 
-from .body import BodyLimits
+from .body import BodyLimits, media_type_of
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .errors import EvaluationTimeout
@@ -97,6 +97,11 @@ class CompiledFilter:
     # The argument and body field names it reads, when it reads nothing else: the filter has
     # nothing to look at when none of them is in the request (see _args_absent).
     named_args: tuple[bytes, ...] = ()
+    # Whether the body targets it reads are uploaded file names only (multipart bodies).
+    files_only: bool = False
+    # Its place among its group's scanned filters (scanned: it is one of them).
+    position: int = 0
+    scanned: bool = False
     # The operator bound to its argument at compile time: (value, deadline) -> matched text.
     test: Callable[[str, float], str | None] = field(default=lambda subject, deadline: None)
 
@@ -117,6 +122,8 @@ class ChainGroup:
     set_filters: list[CompiledFilter] = field(default_factory=list)
     direct_head: list[CompiledFilter] = field(default_factory=list)
     direct_body: list[CompiledFilter] = field(default_factory=list)
+    # direct_head less the filters decided by the request's signature (Engine._by_signature).
+    direct_rest: list[CompiledFilter] = field(default_factory=list)
 
 
 # Detector verdicts are pure functions of the value. Header values (User-Agent, Accept,
@@ -278,6 +285,11 @@ class Engine:
             if t.kind == "headers" and t.name is not None
         )
         self._signature_verdicts: dict[tuple[Any, ...], list[Match]] = {}
+        for group in self.groups:
+            group.direct_rest = [cf for cf in group.direct_head if cf not in self._by_signature]
+            for position, cf in enumerate(group.set_filters):
+                cf.position = position
+                cf.scanned = True
 
     @staticmethod
     def _compile_filter(rule: FilterRule, ruleset: Ruleset) -> CompiledFilter:
@@ -308,6 +320,7 @@ class Engine:
             and all(t.name and t.name.isascii() for t in rule.targets)
         ):
             cf.named_args = tuple({str(t.name).encode() for t in rule.targets})
+        cf.files_only = all(t.kind == "files" for t in rule.targets if t.needs_body)
         return cf
 
     @staticmethod
@@ -421,7 +434,6 @@ class Engine:
                     flagged.setdefault(entry.group, {})[entry.filter] = parts
         if not body and self._by_signature:
             matches.extend(self._signature_matches(view, deadline))
-        signature_filters = () if body else self._by_signature
         no_hits: dict[CompiledFilter, list[int]] = {}
         for gi, group in enumerate(self.groups):
             units = group.body_units if body else group.head_units
@@ -430,12 +442,15 @@ class Engine:
                 if sieve is None or gi in whole:
                     self._scan(group, units, view, deadline, matches, body=body)
                 elif hits:
-                    for cf in group.set_filters:
-                        if cf in hits:
+                    # In the order of the rule files, as the group's own scan would report them.
+                    for cf in sorted(hits, key=_position):
+                        if cf.scanned and not (body and cf.files_only and not _has_files(view)):
                             self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
             skippable = sieve.skippable if sieve is not None and gi not in whole else ()
-            for cf in group.direct_body if body else group.direct_head:
-                if cf in signature_filters or (cf.named_args and _args_absent(cf, view, body)):
+            for cf in group.direct_body if body else group.direct_rest:
+                if cf.named_args and _args_absent(cf, view, body):
+                    continue
+                if body and cf.files_only and not _has_files(view):
                     continue
                 if cf in skippable:
                     if cf not in hits:
@@ -712,6 +727,15 @@ def _args_absent(cf: CompiledFilter, view: RequestView, body: bool) -> bool:
     if b"%" in raw or b"+" in raw or b"\\" in raw or b"&#" in raw:
         return False  # a name could be spelled encoded: parse and look
     return not any(name in raw for name in cf.named_args)
+
+
+def _position(cf: CompiledFilter) -> int:
+    return cf.position
+
+
+def _has_files(view: RequestView) -> bool:
+    """Whether the body can hold uploaded files: only a multipart body does."""
+    return media_type_of(view.content_type) == "multipart/form-data"
 
 
 def _reads_phase(rule: FilterRule, body: bool) -> bool:

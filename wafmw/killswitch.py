@@ -66,8 +66,30 @@ def _split(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
+# os.environ's own store, which its item assignment (and putenv through it) keeps current: read
+# directly, the four variables cost four dictionary lookups instead of four encode-look-decode
+# round trips through the mapping on every request. Where the store is not there to read (not
+# CPython), the mapping is used.
+_ENV_STORE: dict[Any, Any] | None = getattr(os.environ, "_data", None)
+_ENV_STORE_KEYS: tuple[Any, ...] = ()
+if _ENV_STORE is not None:
+    try:
+        _ENV_STORE_KEYS = tuple(
+            os.environ.encodekey(name) for name in (ENV_MODE, ENV_RULES, ENV_TAGS, ENV_GROUPS)
+        )
+    except Exception:  # pragma: no cover - not CPython's os.environ
+        _ENV_STORE = None
+
+
 def env_key(environ: Mapping[str, str] = os.environ) -> tuple[str | None, ...]:
-    """The raw variables: cheap to compare on every request."""
+    """The variables as they are: cheap to compare on every request."""
+    if environ is os.environ and _ENV_STORE is not None:
+        store, (mode, rules, tags, groups) = _ENV_STORE, _ENV_STORE_KEYS
+        raw = (store.get(mode), store.get(rules), store.get(tags), store.get(groups))
+        if raw == (None, None, None, None):
+            return (None, None, None, None)
+        decode = os.environ.decodevalue
+        return tuple(None if value is None else decode(value) for value in raw)
     return (
         environ.get(ENV_MODE),
         environ.get(ENV_RULES),

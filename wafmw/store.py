@@ -144,6 +144,12 @@ class RulesetStore:
         self._env_state = KillState()
         self._env_problem: str | None = None
         self._file_state = KillState()
+        # (env state, file state, their merge): merged again only when either changed.
+        self._merged: tuple[KillState, KillState, KillState] = (
+            self._env_state,
+            self._file_state,
+            self._env_state,
+        )
         self.control_error: str | None = None
         self._failures: dict[int, deque[float]] = {}
         self.quarantined: dict[int, str] = {}
@@ -352,7 +358,15 @@ class RulesetStore:
         if key != self._env_key:
             self._env_state, self._env_problem = from_env_key(key)
             self._env_key = key
-        return self._env_state.merge(self._file_state)
+        merged = self._merged
+        if merged[0] is not self._env_state or merged[1] is not self._file_state:
+            merged = (
+                self._env_state,
+                self._file_state,
+                self._env_state.merge(self._file_state),
+            )
+            self._merged = merged
+        return merged[2]
 
     def engine(self) -> tuple[Engine, KillState]:
         """The engine to use for one request, with kill switches and quarantine applied."""

@@ -391,6 +391,8 @@ def replace_comments(s: str) -> str:
 # --------------------------------------------------------------------------- cmdline
 
 _CMD_SPACE = re.compile(r"\s+")
+# The ASCII whitespace other than " " (Python counts \x1c-\x1f as whitespace too).
+_CMD_OTHER_SPACE = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1f]")
 
 
 def cmdline(s: str) -> str:
@@ -401,7 +403,7 @@ def cmdline(s: str) -> str:
     for ch in (",", ";"):
         if ch in s:
             s = s.replace(ch, " ")
-    if s.isascii() and s.isprintable():
+    if s.isascii() and _CMD_OTHER_SPACE.search(s) is None:
         # Only " " can be whitespace here: halving runs is cheaper than a regex.
         while "  " in s:
             s = s.replace("  ", " ")
