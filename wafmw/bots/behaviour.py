@@ -121,9 +121,6 @@ class _MemoryClients:
         self.max_keys = max_keys
         self.keys = 0
 
-    def get(self, client: str) -> _Client | None:
-        return self.clients.get(client)
-
     def window_for_write(self, client: str, bucket: int) -> tuple[_Client, _Window]:
         record = self.clients.get(client)
         if record is None:
@@ -459,7 +456,7 @@ class BehaviourTracker:
         client's record."""
         memory = self._memory
         assert memory is not None  # callers check `local`
-        record = memory.get(client)
+        record = memory.clients.get(client)
         if record is None or record.quiet:
             return ()
         now = _wall()

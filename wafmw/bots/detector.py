@@ -144,7 +144,9 @@ class BotDetector:
         """Signals from the request alone (User-Agent, headers, protocol, network, path)."""
         if not self.config.enabled:
             return BotVerdict(None, (), None, False, None, "unknown")
-        trap = self._is_trap(view.path)
+        trap = self._trap_memo.get(view.path)
+        if trap is None:
+            trap = self._is_trap(view.path)
         key = self._request_key(view, trap)
         if key is None:
             return self._assess(view, trap)
@@ -422,16 +424,17 @@ class BotDetector:
         text = view.client_ip
         if not text:
             return None
-        # client_key parses the address (and for IPv6 builds its /64) on every call; a site's
-        # clients come back, so remember the answers.
+        return self._client_memo.get(text) or self._client_of(text)
+
+    def _client_of(self, text: str) -> str:
+        """client_key of a non-empty address, memoised: it parses the address (and for IPv6
+        builds its /64) on every call, and a site's clients come back."""
+        client = client_key(text)
+        assert client is not None  # a non-empty address always has a key
         memo = self._client_memo
-        client = memo.get(text)
-        if client is None:
-            client = client_key(text)
-            assert client is not None  # a non-empty address always has a key
-            if len(memo) >= _CLIENT_MEMO_SIZE:
-                memo.clear()
-            memo[text] = client
+        if len(memo) >= _CLIENT_MEMO_SIZE:
+            memo.clear()
+        memo[text] = client
         return client
 
     async def observe(self, view: RequestLike, status: int) -> None:
@@ -460,7 +463,10 @@ class BotDetector:
         client = self._behaviour_client(view, None)
         if client is not None:
             path = view.path
-            tracker.observe_local(client, path, status, self._is_trap(path))
+            trap = self._trap_memo.get(path)
+            if trap is None:
+                trap = self._is_trap(path)
+            tracker.observe_local(client, path, status, trap)
         return True
 
     async def assess_behaviour(
@@ -517,9 +523,10 @@ class BotDetector:
         if not tracker.local:
             return None
         verdict = self.assess(view)
-        client = self._behaviour_client(view, verdict)
-        if client is None:
+        text = view.client_ip  # as _behaviour_client, inlined: this runs on every request
+        if not text or verdict.verified_crawler is not None:
             return verdict
+        client = self._client_memo.get(text) or self._client_of(text)
         behaviour = tracker.local_signals(client)
         return self.combine(verdict, behaviour) if behaviour else verdict
 
