@@ -105,13 +105,6 @@ class _Client:
         self.quiet = True
         self.quiet_until = 0
 
-    def window(self, bucket: int) -> _Window | None:
-        if bucket == self.bucket:
-            return self.current
-        if bucket == self.bucket - 1:
-            return self.previous
-        return None
-
 
 class _MemoryClients:
     """Per-client windows in this process, bounded by ``max_keys`` (see the module docs)."""
@@ -462,8 +455,14 @@ class BehaviourTracker:
         now = _wall()
         size = self._window
         bucket = int(now // size)
-        current = record.window(bucket) or _EMPTY
-        previous = record.window(bucket - 1) or _EMPTY
+        if bucket == record.bucket:  # the windows of `bucket` and `bucket - 1`
+            current, previous = record.current, record.previous or _EMPTY
+        elif bucket == record.bucket + 1:
+            current, previous = _EMPTY, record.current
+        elif bucket == record.bucket - 1:
+            current, previous = record.previous or _EMPTY, _EMPTY
+        else:
+            return ()  # nothing counted in either bucket
         carry = 1.0 - (now % size) / size  # share of the previous bucket still in the window
         return self._judge(
             current.r + previous.r * carry,
