@@ -173,9 +173,11 @@ PART_MAX_BYTES = 512
 # joining character the sieve picks, no whitespace, and a delimiter of values.
 QUOTE_STAND_IN = b"\x1a"
 
-# Where each part of the head text comes from: 0 method, 1 HTTP version, 2 path, 3 the raw
-# path and query; then, for header k, 4 + 2k its name and 5 + 2k its value.
-FIRST_HEADER_PART = 4
+# Where each part of the head text comes from: 0 the method and HTTP version, 1 the path (when
+# it differs from the raw path), 2 the raw path and query; then, for header k, 3 + 2k its name
+# and 4 + 2k its value.
+_URI_PART = 2
+FIRST_HEADER_PART = 3
 
 
 @dataclass(slots=True)
@@ -211,44 +213,56 @@ class Sieve:
         """What the sieve flags in the request head, and in which parts."""
         scope = view.scope
         query: bytes = scope.get("query_string", b"")
-        raw_path: bytes = scope.get("raw_path") or view.path.encode("utf-8", "replace")
-        uri = raw_path + b"?" + query if query else raw_path
+        raw_path: bytes | None = scope.get("raw_path")
+        path = view.path.encode("utf-8", "replace")
+        if raw_path is None:
+            raw_path = path
+        elif raw_path == path:
+            path = b""  # the next part holds it
         parts = [
-            view.method.encode("latin-1", "replace"),
-            view.http_version.encode("latin-1", "replace"),
-            view.path.encode("utf-8", "replace"),
-            uri,
+            f"{view.method} {view.http_version}".encode("latin-1", "replace"),
+            path,
+            raw_path + b"?" + query if query else raw_path,
             *itertools.chain.from_iterable(scope.get("headers", ())),
         ]
         seen = self.parts_seen
         known = [seen.get(part) for part in parts]
         flagged: Flagged = {}
-        if None not in known and not any(known):
+        if None in known:
+            self._scan_fresh(view, parts, known)
+        elif not any(known):
             return flagged  # the usual case: every part seen before, all clean
+        for i in itertools.compress(range(len(known)), known):
+            for entry in known[i]:  # type: ignore[union-attr]
+                flagged.setdefault(entry, []).append(i)
+        return flagged
+
+    def _scan_fresh(
+        self, view: RequestView, parts: list[bytes], known: list[tuple[SieveEntry, ...] | None]
+    ) -> None:
+        """Scan the parts not seen before (all at once, then one by one if anything matched)
+        and remember what each holds."""
+        query: bytes = view.scope.get("query_string", b"")
         extra: str | None = None
         if query and (b"%" in query or b"+" in query):
             # The parsed arguments are no substrings of the raw query: scanned with it.
             extra = self.separator.decode().join(itertools.chain.from_iterable(view.args))
         fresh = [i for i, hits in enumerate(known) if hits is None]
-        if fresh:
-            batch = self.separator.join([parts[i] for i in fresh])
-            if not self._run(batch, extra if 3 in fresh else None):
-                for i in fresh:
-                    known[i] = ()
-            else:
-                # Something matched: scan part by part, to know which.
-                for i in fresh:
-                    known[i] = tuple(self._run(parts[i], extra if i == 3 else None))
-            if len(seen) + len(fresh) > PART_MEMORY:
-                seen.clear()
+        uri = _URI_PART
+        batch = self.separator.join([parts[i] for i in fresh])
+        if not self._run(batch, extra if uri in fresh else None):
             for i in fresh:
-                if len(parts[i]) <= PART_MAX_BYTES:
-                    seen[parts[i]] = known[i]  # type: ignore[assignment]
-        for i, hits in enumerate(known):
-            if hits:
-                for entry in hits:
-                    flagged.setdefault(entry, []).append(i)
-        return flagged
+                known[i] = ()
+        else:
+            # Something matched: scan part by part, to know which.
+            for i in fresh:
+                known[i] = tuple(self._run(parts[i], extra if i == uri else None))
+        seen = self.parts_seen
+        if len(seen) + len(fresh) > PART_MEMORY:
+            seen.clear()
+        for i in fresh:
+            if len(parts[i]) <= PART_MAX_BYTES:
+                seen[parts[i]] = known[i]  # type: ignore[assignment]
 
     def scan_body(self, view: RequestView) -> Flagged:
         """What the sieve flags in the body (never remembered: bodies rarely recur)."""

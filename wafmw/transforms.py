@@ -391,27 +391,37 @@ def replace_comments(s: str) -> str:
 # --------------------------------------------------------------------------- cmdline
 
 _CMD_SPACE = re.compile(r"\s+")
-# The ASCII whitespace other than " " (Python counts \x1c-\x1f as whitespace too).
-_CMD_OTHER_SPACE = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1f]")
 
 
 def cmdline(s: str) -> str:
-    # str.replace per character beats str.translate with a mapping by several times here.
+    if s.isascii():
+        return _cmdline_ascii(s.encode("ascii")).decode("ascii")
     for ch in ("\\", '"', "'", "^"):
         if ch in s:
             s = s.replace(ch, "")
     for ch in (",", ";"):
         if ch in s:
             s = s.replace(ch, " ")
-    if s.isascii() and _CMD_OTHER_SPACE.search(s) is None:
-        # Only " " can be whitespace here: halving runs is cheaper than a regex.
-        while "  " in s:
-            s = s.replace("  ", " ")
-    else:
-        s = _CMD_SPACE.sub(" ", s)
+    s = _CMD_SPACE.sub(" ", s)
     if " /" in s or " (" in s:
         s = s.replace(" /", "/").replace(" (", "(")
     return s.lower()
+
+
+# One C pass for the ASCII case (long bodies go through here): the quoting characters go, the
+# separators and every ASCII whitespace (Python's, so \x1c-\x1f too) become spaces.
+_CMD_TABLE = bytes.maketrans(b",;\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", b" " * 11)
+_CMD_DELETE = b"\\\"'^"
+
+
+def _cmdline_ascii(b: bytes) -> bytes:
+    b = b.translate(_CMD_TABLE, _CMD_DELETE)
+    # Halving runs of spaces is cheaper than a regex.
+    while b"  " in b:
+        b = b.replace(b"  ", b" ")
+    if b" /" in b or b" (" in b:
+        b = b.replace(b" /", b"/").replace(b" (", b"(")
+    return b.lower()
 
 
 # --------------------------------------------------------------------------- base64_decode
