@@ -93,6 +93,7 @@ class CompiledFilter:
     # flagged; and which header-derived targets it reads.
     header_values_only: bool = False
     reads_all_headers: bool = False
+    header_names: frozenset[bytes] = frozenset()  # the named header targets, as ASGI spells them
     reads_cookies: bool = False
     # The argument and body field names it reads, when it reads nothing else: the filter has
     # nothing to look at when none of them is in the request (see _args_absent).
@@ -287,6 +288,15 @@ class Engine:
         self._signature_verdicts: dict[tuple[Any, ...], list[Match]] = {}
         for group in self.groups:
             group.direct_rest = [cf for cf in group.direct_head if cf not in self._by_signature]
+        # The direct filters that run whatever the sieve says, in rule-file order.
+        self._direct_head = [
+            cf for group in self.groups for cf in group.direct_rest if cf not in skippable
+        ]
+        body_skippable = self.body_sieve.skippable if self.body_sieve is not None else frozenset()
+        self._direct_body = [
+            cf for group in self.groups for cf in group.direct_body if cf not in body_skippable
+        ]
+        for group in self.groups:
             for position, cf in enumerate(group.set_filters):
                 cf.position = position
                 cf.scanned = True
@@ -313,6 +323,11 @@ class Engine:
         cf.exclusions = tuple(exclusions)
         cf.header_values_only = not (rule.negate or rule.operator == "count" or exclusions)
         cf.reads_all_headers = Target("headers") in rule.targets
+        cf.header_names = frozenset(
+            t.name.encode("latin-1", "replace")
+            for t in rule.targets
+            if t.kind == "headers" and t.name is not None
+        )
         cf.reads_cookies = any(t.kind in ("cookies", "cookie_names") for t in rule.targets)
         if (
             rule.operator != "count"
@@ -434,6 +449,13 @@ class Engine:
                     flagged.setdefault(entry.group, {})[entry.filter] = parts
         if not body and self._by_signature:
             matches.extend(self._signature_matches(view, deadline))
+        if sieve is not None and not flagged and not whole:
+            # The usual case: nothing flagged, so only the direct filters can match.
+            for cf in self._direct_body if body else self._direct_head:
+                self._check_direct(cf, view, deadline, matches, body=body)
+            if time.perf_counter() > deadline:
+                raise EvaluationTimeout()
+            return matches
         no_hits: dict[CompiledFilter, list[int]] = {}
         for gi, group in enumerate(self.groups):
             units = group.body_units if body else group.head_units
@@ -448,16 +470,11 @@ class Engine:
                             self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
             skippable = sieve.skippable if sieve is not None and gi not in whole else ()
             for cf in group.direct_body if body else group.direct_rest:
-                if cf.named_args and _args_absent(cf, view, body):
-                    continue
-                if body and cf.files_only and not _has_files(view):
-                    continue
                 if cf in skippable:
-                    if cf not in hits:
-                        continue
-                    self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
+                    if cf in hits:
+                        self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
                 else:
-                    self._confirm(cf, view, deadline, matches, body=body)
+                    self._check_direct(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
         return matches
@@ -528,6 +545,22 @@ class Engine:
                 )
             )
 
+    def _check_direct(
+        self,
+        cf: CompiledFilter,
+        view: RequestView,
+        deadline: float,
+        matches: list[Match],
+        *,
+        body: bool,
+    ) -> None:
+        """Check a direct filter, unless what it reads is plainly absent from the request."""
+        if cf.named_args and _args_absent(cf, view, body):
+            return
+        if body and cf.files_only and not _has_files(view):
+            return
+        self._confirm(cf, view, deadline, matches, body=body)
+
     def _signature_matches(self, view: RequestView, deadline: float) -> list[Match]:
         """The matches of the signature filters, remembered per request line and headers."""
         names = self._signature_headers
@@ -555,17 +588,16 @@ class Engine:
         every target sits in a part the sieve found clean for it, so only those header values
         can match. Verdicts per (filter, header name, value) are remembered, since header values
         recur across requests; a value the filter does not read is skipped."""
-        if any(i < FIRST_HEADER_PART or (i - FIRST_HEADER_PART) % 2 == 0 for i in parts):
+        first = FIRST_HEADER_PART
+        if min(parts) < first or any((i - first) % 2 == 0 for i in parts):
             return self._check(cf, view, deadline, False)  # a request line part or a name
         headers = view.scope["headers"]
-        rule = cf.rule
         verdicts = self._header_verdicts
         for i in parts:
-            raw_name, raw_value = headers[(i - FIRST_HEADER_PART) // 2]
+            raw_name, raw_value = headers[(i - first) // 2]
             if raw_name == b"cookie" and cf.reads_cookies:
                 return self._check(cf, view, deadline, False)
-            name = raw_name.decode("latin-1")
-            if not (cf.reads_all_headers or Target("headers", name) in rule.targets):
+            if not (cf.reads_all_headers or raw_name in cf.header_names):
                 continue
             key = (cf, raw_name, raw_value)
             hit = verdicts.get(key, _UNKNOWN)
@@ -576,7 +608,7 @@ class Engine:
                         verdicts.clear()
                     verdicts[key] = hit
             if hit is not None:
-                return (f"headers:{name}", str(hit))
+                return (f"headers:{raw_name.decode('latin-1')}", str(hit))
         return None
 
     def _excluded(self, cf: CompiledFilter, view: RequestView) -> frozenset[Target] | None:
