@@ -44,6 +44,7 @@ from .sieve import (
     FIRST_HEADER_PART,
     HEAD_KINDS,
     QUOTE_STAND_IN,
+    Flagged,
     Sieve,
     SieveEntry,
     compile_passes,
@@ -439,6 +440,7 @@ class Engine:
         # the groups it cannot speak for this time (a trigger fired): those run their own scan.
         flagged: dict[int, dict[CompiledFilter, list[int]]] = {}
         whole: frozenset[int] | set[int] = frozenset()
+        found: Flagged = {}
         if sieve is not None:
             whole = set(sieve.unsieved)
             found = sieve.scan_body(view) if body else sieve.scan_head(view)
@@ -477,7 +479,41 @@ class Engine:
                     self._check_direct(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
+        if not body and flagged and sieve is not None and not whole:
+            self._note_confirmed_headers(sieve, view, found)
         return matches
+
+    def _note_confirmed_headers(self, sieve: Sieve, view: RequestView, found: Flagged) -> None:
+        """Tell the sieve which flagged header values were checked and found clean by every
+        filter that flagged them, so that it stops flagging them."""
+        headers = view.scope["headers"]
+        by_part: dict[int, list[CompiledFilter | None]] = {}
+        for entry, parts in found.items():
+            for i in parts:
+                by_part.setdefault(i, []).append(entry.filter)
+        verdicts = self._header_verdicts
+        confirmed = sieve.confirmed_headers
+        for i, filters in by_part.items():
+            offset = i - FIRST_HEADER_PART
+            if offset < 0 or not offset & 1:
+                continue
+            name, value = headers[offset >> 1]
+            clean = True
+            for cf in filters:
+                if (
+                    cf is None
+                    or not cf.header_values_only
+                    or (name == b"cookie" and cf.reads_cookies)
+                ):
+                    clean = False
+                elif cf.reads_all_headers or name in cf.header_names:
+                    clean = verdicts.get((cf, name, value), _UNKNOWN) is None
+                if not clean:
+                    break
+            if clean:
+                if len(confirmed) >= _VERDICT_MEMORY:
+                    confirmed.clear()
+                confirmed.add((name, value))
 
     def _scan(
         self,

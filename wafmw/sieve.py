@@ -206,6 +206,10 @@ class Sieve:
     # for: checked only when flagged.
     skippable: frozenset[Any] = field(default_factory=frozenset)
     parts_seen: dict[bytes, tuple[SieveEntry, ...]] = field(default_factory=dict)
+    # Header (name, value) pairs that the sieve flags but whose every flag the engine checked
+    # and found false (the filters' verdicts on one header value depend on it alone): treated
+    # as clean. Filled by the engine; bounded like parts_seen.
+    confirmed_headers: set[tuple[bytes, bytes]] = field(default_factory=set)
     # Whether a JSON body's quotes may be scanned as QUOTE_STAND_IN (the body sieve).
     quote_stand_in: bool = False
 
@@ -232,7 +236,14 @@ class Sieve:
             self._scan_fresh(view, parts, known)
         elif not any(known):
             return flagged  # the usual case: every part seen before, all clean
+        confirmed = self.confirmed_headers
+        headers = scope.get("headers", ())
         for i in itertools.compress(range(len(known)), known):
+            offset = i - FIRST_HEADER_PART
+            if confirmed and offset >= 0 and offset & 1:
+                name, value = headers[offset >> 1]
+                if (name, value) in confirmed:
+                    continue
             for entry in known[i]:  # type: ignore[union-attr]
                 flagged.setdefault(entry, []).append(i)
         return flagged
