@@ -1,6 +1,18 @@
 """In-process overhead of wafmw against a bare Starlette app, measured in the same run.
 
     python benchmarks/inprocess.py [--rounds 15] [--requests 2000] [--rules FILE ...]
+        [--no-rate-limit] [--clients 1000] [--varied]
+
+The wrapped app runs the shipped default ruleset (bot heuristics included) plus one in-memory
+moving-window rate limit (benchmarks/one-rate-limit.yaml); `--rules` replaces the default
+ruleset, `--no-rate-limit` drops the limit.
+
+Requests come from a pool of `--clients` addresses, one after the other: benign traffic comes
+from many browsers, and one address sending tens of thousands of requests a minute is what the
+bot heuristics' request-rate signal exists to notice (`--clients 1` shows that case). With
+`--varied`, every request of a case differs from the previous ones in its path, query, cookie
+and Referer, as real traffic does; by default each case repeats one request, so the per-part
+memories of wafmw (recurring header values) are always warm.
 
 Each round times `--requests` calls of every configuration in turn (configurations interleaved,
 so machine noise hits all of them alike); the figure per configuration is the median over
@@ -13,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import statistics
 import sys
 import time
@@ -28,6 +41,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from wafmw import WAFMiddleware
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_RULES = ROOT / "rules" / "wafmw.yaml"
+RATE_LIMIT = Path(__file__).resolve().parent / "one-rate-limit.yaml"
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUgRG9lIiwi"
@@ -95,6 +112,24 @@ def scope_for(method: str, target: str, headers: list[tuple[str, str]]) -> dict[
     }
 
 
+def varied(scope: dict[str, Any], i: int) -> dict[str, Any]:
+    """The same request with its own path, query, cookie and Referer."""
+    out = dict(scope)
+    out["path"] = f"{scope['path']}/{i}"
+    out["raw_path"] = out["path"].encode()
+    if scope["query_string"]:
+        out["query_string"] = scope["query_string"] + f"&ref=mail{i}&utm_id={i * 7919}".encode()
+    headers = []
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            value = value.replace(b"theme=dark", f"theme=dark; _ga=GA1.2.{i}.{i * 31}".encode())
+        elif name == b"referer":
+            value = f"https://shop.example.com/catalog?page={i % 50}&q=shirt+{i}".encode()
+        headers.append((name, value))
+    out["headers"] = headers
+    return out
+
+
 def make_cases() -> dict[str, tuple[dict[str, Any], bytes]]:
     small, large = _json_body(2048), _json_body(65536)
     post = [h for h in BROWSER_HEADERS if h[0] not in ("cookie",)]
@@ -132,10 +167,16 @@ async def _noop_send(message: Any) -> None:
     return None
 
 
-def make_runner(app: Any, scope: dict[str, Any], body: bytes) -> Callable[[int], Any]:
+def make_runner(
+    app: Any, scopes: list[dict[str, Any]], body: bytes, clients: int
+) -> Callable[[int], Any]:
+    """A coroutine function running n requests, cycling through the scopes and the clients."""
     message = {"type": "http.request", "body": body, "more_body": False}
+    addresses = [(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 51000) for i in range(clients)]
+    counter = 0
 
     async def run(n: int) -> None:
+        nonlocal counter
         for _ in range(n):
             sent = False
 
@@ -146,7 +187,10 @@ def make_runner(app: Any, scope: dict[str, Any], body: bytes) -> Callable[[int],
                 sent = True
                 return message
 
-            await app(dict(scope), receive, _noop_send)
+            scope = dict(scopes[counter % len(scopes)])
+            scope["client"] = addresses[counter % clients]
+            counter += 1
+            await app(scope, receive, _noop_send)
 
     return run
 
@@ -156,11 +200,24 @@ def measure(
     cases: dict[str, tuple[dict[str, Any], bytes]],
     rounds: int,
     requests: int,
+    *,
+    clients: int = 1000,
+    variants: int = 1,
 ) -> dict[tuple[str, str], float]:
+    """Median µs per request per (configuration, case). With variants > 1, each case cycles
+    through that many distinct requests (see varied())."""
     samples: dict[tuple[str, str], list[float]] = {}
     loop = asyncio.new_event_loop()
+    scopes = {
+        k: [scope] if variants == 1 else [varied(scope, i) for i in range(variants)]
+        for k, (scope, _) in cases.items()
+    }
     try:
-        runners = {(c, k): make_runner(app, *cases[k]) for c, app in configs.items() for k in cases}
+        runners = {
+            (c, k): make_runner(app, scopes[k], cases[k][1], clients)
+            for c, app in configs.items()
+            for k in cases
+        }
         for run in runners.values():  # warm-up
             loop.run_until_complete(run(50))
         for _ in range(rounds):
@@ -181,11 +238,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rules", action="append", help="rule file (default: shipped rules)")
+    parser.add_argument("--no-rate-limit", action="store_true", help="without the rate limit")
+    parser.add_argument("--clients", type=int, default=1000, help="client addresses to cycle")
+    parser.add_argument("--varied", action="store_true", help="every request a different one")
     args = parser.parse_args()
+    logging.getLogger("wafmw").setLevel(logging.ERROR)  # the attack GET logs a decision each
+    rules = list(args.rules or [str(SHIPPED_RULES)])
+    if not args.no_rate_limit:
+        rules.append(str(RATE_LIMIT))
     bare = bare_app()
-    configs = {"bare": bare, "wafmw": WAFMiddleware(bare_app(), rules=args.rules)}
-    results = measure(configs, make_cases(), args.rounds, args.requests)
-    print(f"median µs per request over {args.rounds} interleaved rounds")
+    configs = {"bare": bare, "wafmw": WAFMiddleware(bare_app(), rules=rules)}
+    variants = 2000 if args.varied else 1
+    results = measure(
+        configs, make_cases(), args.rounds, args.requests, clients=args.clients, variants=variants
+    )
+    print(
+        f"median µs per request over {args.rounds} interleaved rounds; rules: "
+        f"{', '.join(Path(r).name for r in rules)}; {args.clients} clients; "
+        + ("every request different" if args.varied else "one request per case, repeated")
+    )
     print(f"{'request':18} {'bare':>9} {'wafmw':>9} {'added':>9} {'ratio':>7}")
     for case in make_cases():
         b, w = results[("bare", case)], results[("wafmw", case)]

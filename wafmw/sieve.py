@@ -48,7 +48,7 @@ _ANY_CONTROL_OR_NON_ASCII = r"[\t\n\r\x0b\x0c\x1c-\x1f]|[^\x00-\x7f]"
 # the cookie header's punctuation ("?", "=", "&", "; "), and in a body also JSON's.
 _HEAD_DELIMITER = r"[\x00-\x20\x7f=&;?]"
 _DELIMITER = r"[\x00-\x20\x7f=&;?\",:\[{}\]]"
-_TRIGGERS: dict[str, str] = {
+TRIGGERS: dict[str, str] = {
     "html_entity_decode": r"(?i)&(?:#|[a-z][a-z0-9]{0,31};|"
     + "|".join(sorted(LEGACY_ENTITY_NAMES, key=len, reverse=True))
     + ")",
@@ -95,7 +95,7 @@ def _base64_text_trigger() -> str:
     return rf"(?:^|{_DELIMITER})(?:{group}){{2}}[A-Za-z0-9+/_-]*=*(?:$|{_DELIMITER})"
 
 
-_TRIGGERS["base64_decode"] = _base64_text_trigger()
+TRIGGERS["base64_decode"] = _base64_text_trigger()
 
 # The request parts the head text holds; a filter joins the sieve only when it reads nothing
 # else. Each value of each of these kinds is a substring of the text.
@@ -367,8 +367,8 @@ def plan_group(chain: Sequence[str]) -> GroupPlan | None:
             seen_url_decode = True
         elif name == "lowercase":
             pass
-        elif name in _TRIGGERS:
-            trigger = _TRIGGERS[name]
+        elif name in TRIGGERS:
+            trigger = TRIGGERS[name]
             # After a case change the trigger must also match the other case.
             triggers.append("(?i:" + trigger + ")" if folded else trigger)
         else:
