@@ -444,11 +444,13 @@ class Engine:
         if sieve is not None:
             whole = set(sieve.unsieved)
             found = sieve.scan_body(view) if body else sieve.scan_head(view)
+            files = not body or _has_files(view)
             for entry, parts in found.items():
-                if entry.filter is None:
+                cf = entry.filter
+                if cf is None:
                     whole.add(entry.group)
-                else:
-                    flagged.setdefault(entry.group, {})[entry.filter] = parts
+                elif files or not cf.files_only:  # file-name rules have nothing to read
+                    flagged.setdefault(entry.group, {})[cf] = parts
         if not body and self._by_signature:
             matches.extend(self._signature_matches(view, deadline))
         if sieve is not None and not flagged and not whole:
@@ -468,7 +470,7 @@ class Engine:
                 elif hits:
                     # In the order of the rule files, as the group's own scan would report them.
                     for cf in sorted(hits, key=_position):
-                        if cf.scanned and not (body and cf.files_only and not _has_files(view)):
+                        if cf.scanned:
                             self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
             skippable = sieve.skippable if sieve is not None and gi not in whole else ()
             for cf in group.direct_body if body else group.direct_rest:
