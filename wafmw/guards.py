@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .bots import BotDetector, decide
+from .bots import BotDetector, BotVerdict, decide
 from .challenge import challenge_response, has_valid_pass, verification_response
 from .client_ip import resolve_client_ip
 from .decision import Match
 from .killswitch import KillState
 from .model import Ruleset
-from .ratelimit import RateLimiter, StorageUnavailable
+from .ratelimit import RateLimiter, RateLimitResult, StorageUnavailable
 from .request import RequestView
 
 logger = logging.getLogger("wafmw")
@@ -60,6 +60,14 @@ class Guards:
             BotDetector(self.bots, settings.rate_limit_storage) if self.bots is not None else None
         )
         self.storage_errors = 0
+        self.local = self._all_local()
+
+    def _all_local(self) -> bool:
+        """Whether no check needs I/O (memory storage or none): the middleware then runs them
+        without coroutines (rate_limit_local, bot_local, observe_local)."""
+        return (self.limiter is None or self.limiter.local) and (
+            self.detector is None or self.detector.local
+        )
 
     @property
     def active(self) -> bool:
@@ -74,6 +82,7 @@ class Guards:
             self.limiter = old.limiter
         if same_storage and old.bots == self.bots:
             self.detector = old.detector
+        self.local = self._all_local()
 
     # -- checks, in the order the middleware runs them -----------------------------------------
 
@@ -103,12 +112,28 @@ class Guards:
         try:
             result = await limiter.check(view)
         except StorageUnavailable:
-            # The storage is an on_error event of the rate-limit group: counted here, logged
-            # (once per interval) by the limiter, never an error for the request.
-            self.storage_errors += 1
-            if self.ruleset.settings.rate_limit_on_error == "closed" and not detect:
-                return Outcome(503)
+            return self._storage_failed(detect)
+        return self._rate_outcome(result, kill, detect)
+
+    def rate_limit_local(self, view: RequestView, kill: KillState, detect: bool) -> Outcome | None:
+        """rate_limit() when the limiter needs no I/O (see `local`)."""
+        limiter = self.limiter
+        if limiter is None or "rate_limits" in kill.groups:
             return None
+        return self._rate_outcome(limiter.check_local(view), kill, detect)
+
+    def _storage_failed(self, detect: bool) -> Outcome | None:
+        # The storage is an on_error event of the rate-limit group: counted here, logged (once
+        # per interval) by the limiter, never an error for the request.
+        self.storage_errors += 1
+        if self.ruleset.settings.rate_limit_on_error == "closed" and not detect:
+            return Outcome(503)
+        return None
+
+    @staticmethod
+    def _rate_outcome(
+        result: RateLimitResult | None, kill: KillState, detect: bool
+    ) -> Outcome | None:
         if result is None or not result.limited:
             return None
         rule = result.rule
@@ -137,6 +162,25 @@ class Guards:
         verdict = detector.evaluate_local(view)  # most set-ups: no I/O, so no coroutine
         if verdict is None:
             verdict = await detector.evaluate(view)
+        return self._bot_outcome(view, verdict, kill, detect)
+
+    def bot_local(self, view: RequestView, kill: KillState, detect: bool) -> Outcome | None:
+        """bot() when the detector needs no I/O (see `local`)."""
+        detector, config = self.detector, self.bots
+        if detector is None or config is None or "bots" in kill.groups:
+            return None
+        if view.path == config.challenge.path:
+            status, headers, body = verification_response(view, config.challenge, time.time())
+            return Outcome(status, tuple(headers), body)
+        verdict = detector.evaluate_local(view)
+        assert verdict is not None  # local: evaluate_local always answers
+        return self._bot_outcome(view, verdict, kill, detect)
+
+    def _bot_outcome(
+        self, view: RequestView, verdict: BotVerdict, kill: KillState, detect: bool
+    ) -> Outcome | None:
+        config = self.bots
+        assert config is not None
         view.scope["wafmw.bot"] = verdict  # type: ignore[index]
         action = decide(config.rules, verdict, view.method, view.path)
         if action is None:
@@ -176,6 +220,15 @@ class Guards:
                     await self.detector.observe(view, status)
             except Exception:
                 pass
+
+    def observe_local(self, view: RequestView, status: int) -> None:
+        """observe() when the detector needs no I/O (see `local`)."""
+        if self.detector is not None:
+            # A bare try, not contextlib.suppress: it runs on every request.
+            try:
+                self.detector.observe_local(view, status)
+            except Exception:
+                return
 
     async def close(self, keep: Guards | None = None) -> None:
         """Close the storage connections, except those `keep` took over."""

@@ -44,6 +44,29 @@ def _may_have_body(view: RequestView) -> bool:
     return view.method in _BODY_METHODS
 
 
+def _stops(outcome: Outcome | None, logged: list[Match]) -> bool:
+    """Note a guard's match; True when its answer is to be sent instead of going on."""
+    if outcome is None:
+        return False
+    if outcome.match is not None:
+        logged.append(outcome.match)
+    return not outcome.detect_only and bool(outcome.status)
+
+
+def _last(outcome: Outcome | None, logged: list[Match]) -> tuple[Outcome | None, bool]:
+    """The last guard's outcome: an answer when it refuses, or when it is the challenge
+    verification endpoint's own answer."""
+    if outcome is None:
+        return None, False
+    if outcome.match is not None:
+        logged.append(outcome.match)
+    if not outcome.detect_only and outcome.status and outcome.status != 200:
+        return outcome, False
+    if outcome.body is not None:
+        return outcome, False
+    return None, False
+
+
 def _replaying(messages: list[Message], receive: Receive) -> Receive:
     """A receive that first hands back what inspection consumed, then reads on."""
     pending = deque(messages)
@@ -143,13 +166,22 @@ class WAFMiddleware:
                 skip_filters = False
                 if guards.active:
                     detect = settings.mode == "detect"
-                    answer, skip_filters = await self._guard(
-                        guards, view, kill, detect, guard_matches
-                    )
+                    if guards.local:  # no storage I/O: no coroutines either
+                        answer, skip_filters = self._guard_local(
+                            guards, view, kill, detect, guard_matches
+                        )
+                    else:
+                        answer, skip_filters = await self._guard(
+                            guards, view, kill, detect, guard_matches
+                        )
                 if answer is not None or skip_filters:
                     decision = Decision("allow", 200, matches=guard_matches)
                 else:
-                    decision = await self._inspect(engine, view, receive, consumed)
+                    decision, matches, spent = self._inspect_head(engine, view)
+                    if self._wants_body(engine, view, decision):
+                        decision = await self._inspect_body(
+                            engine, view, receive, consumed, matches, spent
+                        )
                     decision.matches[:0] = guard_matches
         except Exception as exc:
             if await self._fail(engine, view, exc, started, send):
@@ -208,21 +240,27 @@ class WAFMiddleware:
         outcome = guards.ip_list(view, kill, detect)
         if outcome is not None and outcome.allow_rest:
             return None, True
-        for check in (guards.rate_limit, guards.bot):
-            if outcome is not None:
-                if outcome.match is not None:
-                    logged.append(outcome.match)
-                if not outcome.detect_only and outcome.status:
-                    return outcome, False
-            outcome = await check(view, kill, detect)
-        if outcome is not None:
-            if outcome.match is not None:
-                logged.append(outcome.match)
-            if not outcome.detect_only and outcome.status and outcome.status != 200:
-                return outcome, False
-            if outcome.body is not None:  # the challenge verification endpoint's own answer
-                return outcome, False
-        return None, False
+        if _stops(outcome, logged):
+            return outcome, False
+        outcome = await guards.rate_limit(view, kill, detect)
+        if _stops(outcome, logged):
+            return outcome, False
+        return _last(await guards.bot(view, kill, detect), logged)
+
+    @staticmethod
+    def _guard_local(
+        guards: Guards, view: RequestView, kill: KillState, detect: bool, logged: list[Match]
+    ) -> tuple[Outcome | None, bool]:
+        """_guard() when no check needs I/O."""
+        outcome = guards.ip_list(view, kill, detect)
+        if outcome is not None and outcome.allow_rest:
+            return None, True
+        if _stops(outcome, logged):
+            return outcome, False
+        outcome = guards.rate_limit_local(view, kill, detect)
+        if _stops(outcome, logged):
+            return outcome, False
+        return _last(guards.bot_local(view, kill, detect), logged)
 
     async def _answer(
         self,
@@ -272,29 +310,43 @@ class WAFMiddleware:
         try:
             await self.app(scope, receive, noting_send)
         finally:
-            await guards.observe(view, status or 500)
+            if guards.local:
+                guards.observe_local(view, status or 500)
+            else:
+                await guards.observe(view, status or 500)
 
-    async def _inspect(
-        self, engine: Engine, view: RequestView, receive: Receive, consumed: list[Message]
-    ) -> Decision:
-        settings = engine.settings
-        budget_s = settings.time_budget_ms / 1000.0
+    @staticmethod
+    def _inspect_head(engine: Engine, view: RequestView) -> tuple[Decision, list[Match], float]:
+        """Phase 1, which needs no I/O: the decision on the head, its matches and the CPU
+        time it took."""
         phase_start = time.perf_counter()
+        budget_s = engine.settings.time_budget_ms / 1000.0
         matches = engine.evaluate_head(view, phase_start + budget_s)
-        decision = engine.decide(matches)
+        return engine.decide(matches), matches, time.perf_counter() - phase_start
+
+    @staticmethod
+    def _wants_body(engine: Engine, view: RequestView, decision: Decision) -> bool:
         if decision.outcome == "block" or decision.reason:
-            return decision
-        if not (engine.needs_body and view.scope["type"] == "http" and _may_have_body(view)):
-            return decision
-        spent = time.perf_counter() - phase_start
-        limit = settings.body.inspect_bytes
-        oversize = await self._read_body(receive, limit, consumed, view)
+            return False
+        return engine.needs_body and view.scope["type"] == "http" and _may_have_body(view)
+
+    async def _inspect_body(
+        self,
+        engine: Engine,
+        view: RequestView,
+        receive: Receive,
+        consumed: list[Message],
+        matches: list[Match],
+        spent: float,
+    ) -> Decision:
+        """Phase 2: read the body (up to the limit) and decide on head and body together."""
+        settings = engine.settings
+        oversize = await self._read_body(receive, settings.body.inspect_bytes, consumed, view)
         if oversize and settings.body.oversize == "reject":
             return Decision("reject", 413, reason="body larger than inspect_bytes")
         # Waiting for the client's body is I/O, not evaluation: only CPU time counts.
-        deadline = time.perf_counter() + budget_s - spent
-        matches = matches + engine.evaluate_body(view, deadline)
-        return engine.decide(matches)
+        deadline = time.perf_counter() + settings.time_budget_ms / 1000.0 - spent
+        return engine.decide(matches + engine.evaluate_body(view, deadline))
 
     @staticmethod
     async def _read_body(

@@ -508,6 +508,33 @@ def _sliding_retry(
     return period - elapsed + into_next
 
 
+class _Pick:
+    """Which of the rules' results a request gets: the first enforced refusal at once, else
+    the first detect-only refusal, else the tightest allowance (for the headers)."""
+
+    __slots__ = ("best", "detected")
+
+    def __init__(self) -> None:
+        self.detected: RateLimitResult | None = None
+        self.best: RateLimitResult | None = None
+
+    def add(self, result: RateLimitResult | None) -> bool:
+        """Take one rule's result; True when it is an enforced refusal, which ends the check."""
+        if result is None:
+            return False
+        if result.limited:
+            if result.rule.mode != "detect":
+                return True
+            if self.detected is None:
+                self.detected = result
+        elif self.best is None or result.remaining < self.best.remaining:
+            self.best = result
+        return False
+
+    def result(self) -> RateLimitResult | None:
+        return self.detected if self.detected is not None else self.best
+
+
 class _MemoryBackend:
     def __init__(self, rules: Sequence[RateLimitRule], max_keys: int) -> None:
         self._max_keys = max_keys
@@ -1628,34 +1655,37 @@ class RateLimiter:
         """How many keys this process holds state for (bounded by max_memory_keys)."""
         return len(self._backend) if self._backend is not None else 0
 
+    @property
+    def local(self) -> bool:
+        """Whether checks need no I/O (memory storage): then check_local answers them."""
+        return self._remote is None
+
     async def check(self, request: RequestLike) -> RateLimitResult | None:
-        backend = self._backend
-        if backend is None:
+        remote = self._remote
+        if remote is None:
+            return self.check_local(request)
+        want = self._success_headers
+        picked = _Pick()
+        for index, rule in enumerate(self.rules):
+            if rule.matches(request):
+                result = await remote.check(index, rule, rule.key_of(request), want)
+                if picked.add(result):
+                    return result
+        return picked.result()
+
+    def check_local(self, request: RequestLike) -> RateLimitResult | None:
+        """check() for memory storage (or no limits), without a coroutine."""
+        memory = self._memory
+        if memory is None:
             return None
         want = self._success_headers
-        detected: RateLimitResult | None = None
-        best: RateLimitResult | None = None
-        memory, remote = self._memory, self._remote
+        picked = _Pick()
         for index, rule in enumerate(self.rules):
-            if not rule.matches(request):
-                continue
-            key = rule.key_of(request)
-            if memory is not None:
-                result = memory.check(index, rule, key, want)
-            elif remote is not None:
-                result = await remote.check(index, rule, key, want)
-            else:  # pragma: no cover - one of the two is set whenever there are rules
-                continue
-            if result is None:
-                continue
-            if result.limited:
-                if rule.mode != "detect":
+            if rule.matches(request):
+                result = memory.check(index, rule, rule.key_of(request), want)
+                if picked.add(result):
                     return result
-                if detected is None:
-                    detected = result
-            elif best is None or result.remaining < best.remaining:
-                best = result
-        return detected if detected is not None else best
+        return picked.result()
 
     async def close(self) -> None:
         if isinstance(self._backend, (_RedisBackend, _LimitsBackend)):

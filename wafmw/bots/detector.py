@@ -531,6 +531,11 @@ class BotDetector:
         return self.combine(verdict, behaviour) if behaviour else verdict
 
     @property
+    def local(self) -> bool:
+        """Whether evaluate and observe need no I/O (then their _local forms always answer)."""
+        return self._behaviour is None or self._behaviour.local
+
+    @property
     def behaviour_available(self) -> bool | None:
         """None without behaviour tracking, else whether the storage is believed up."""
         return None if self._behaviour is None else self._behaviour.available
