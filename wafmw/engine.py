@@ -18,6 +18,7 @@ backtracking engine are checked value by value, the latter with a timeout.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -287,6 +288,15 @@ class Engine:
             if t.kind == "headers" and t.name is not None
         )
         self._signature_verdicts: dict[tuple[Any, ...], list[Match]] = {}
+        self._query_names = _names_probe(
+            {
+                name
+                for group in self.groups
+                for cf in group.direct_head
+                if cf.named_args
+                for name in cf.named_args
+            }
+        )
         for group in self.groups:
             group.direct_rest = [cf for cf in group.direct_head if cf not in self._by_signature]
         # The direct filters that run whatever the sieve says, in rule-file order.
@@ -494,7 +504,6 @@ class Engine:
             for i in parts:
                 by_part.setdefault(i, []).append(entry.filter)
         verdicts = self._header_verdicts
-        confirmed = sieve.confirmed_headers
         for i, filters in by_part.items():
             offset = i - FIRST_HEADER_PART
             if offset < 0 or not offset & 1:
@@ -513,9 +522,7 @@ class Engine:
                 if not clean:
                     break
             if clean:
-                if len(confirmed) >= _VERDICT_MEMORY:
-                    confirmed.clear()
-                confirmed.add((name, value))
+                sieve.confirm_header(name, value)
 
     def _scan(
         self,
@@ -593,8 +600,14 @@ class Engine:
         body: bool,
     ) -> None:
         """Check a direct filter, unless what it reads is plainly absent from the request."""
-        if cf.named_args and _args_absent(cf, view, body):
-            return
+        if cf.named_args:
+            if body:
+                if _args_absent(cf, view.body or b""):
+                    return
+            elif self._query_names is not None and (
+                view.query_string == b"" or self._query_names.search(view.query_string) is None
+            ):
+                return  # none of the head's named arguments, and nothing encoded
         if body and cf.files_only and not _has_files(view):
             return
         self._confirm(cf, view, deadline, matches, body=body)
@@ -788,15 +801,22 @@ def _signature_only(cf: CompiledFilter) -> bool:
     )
 
 
-def _args_absent(cf: CompiledFilter, view: RequestView, body: bool) -> bool:
-    """Whether none of the named arguments (or body fields) the filter reads can be present:
-    a name appears in the raw query (or body) as it is, unless something there is encoded."""
-    raw: bytes = (view.body or b"") if body else view.scope.get("query_string", b"")
+def _args_absent(cf: CompiledFilter, raw: bytes) -> bool:
+    """Whether none of the named body fields the filter reads can be in the body: a name
+    appears in it as it is, unless something there is encoded."""
     if not raw:
         return True
     if b"%" in raw or b"+" in raw or b"\\" in raw or b"&#" in raw:
         return False  # a name could be spelled encoded: parse and look
     return not any(name in raw for name in cf.named_args)
+
+
+def _names_probe(names: set[bytes]) -> re.Pattern[bytes] | None:
+    """One search that finds any of the argument names, or anything encoded (then a name
+    could be spelled otherwise): when it finds nothing, none of them is in the query."""
+    if not names:
+        return None
+    return re.compile(rb"[%+\\]|&#|" + b"|".join(re.escape(n) for n in sorted(names)))
 
 
 def _position(cf: CompiledFilter) -> int:

@@ -94,6 +94,11 @@ class RequestView:
         return str(raw.decode("latin-1"))
 
     @property
+    def query_string(self) -> bytes:
+        """The raw query string."""
+        return self.scope.get("query_string", b"")  # type: ignore[no-any-return]
+
+    @property
     def query(self) -> str:
         return str(self.scope.get("query_string", b"").decode("latin-1"))
 

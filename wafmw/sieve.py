@@ -178,6 +178,7 @@ QUOTE_STAND_IN = b"\x1a"
 # and 4 + 2k its value.
 _URI_PART = 2
 FIRST_HEADER_PART = 3
+_FIRST_HEADER_KEY = 3  # in scan_head's keys, header k is at 3 + k
 
 
 @dataclass(slots=True)
@@ -205,11 +206,9 @@ class Sieve:
     # Direct filters (those checked on every request without a sieve) that the sieve speaks
     # for: checked only when flagged.
     skippable: frozenset[Any] = field(default_factory=frozenset)
-    parts_seen: dict[bytes, tuple[SieveEntry, ...]] = field(default_factory=dict)
-    # Header (name, value) pairs that the sieve flags but whose every flag the engine checked
-    # and found false (the filters' verdicts on one header value depend on it alone): treated
-    # as clean. Filled by the engine; bounded like parts_seen.
-    confirmed_headers: set[tuple[bytes, bytes]] = field(default_factory=set)
+    # What each head part held: by bytes for the request line parts, by (name, value) for
+    # headers (see scan_head).
+    parts_seen: dict[Any, Any] = field(default_factory=dict)
     # Whether a JSON body's quotes may be scanned as QUOTE_STAND_IN (the body sieve).
     quote_stand_in: bool = False
 
@@ -223,36 +222,50 @@ class Sieve:
             raw_path = path
         elif raw_path == path:
             path = b""  # the next part holds it
-        parts = [
+        headers = scope.get("headers", ())
+        # Request line parts are remembered by their bytes, headers by their (name, value).
+        keys: list[Any] = [
             f"{view.method} {view.http_version}".encode("latin-1", "replace"),
             path,
             raw_path + b"?" + query if query else raw_path,
-            *itertools.chain.from_iterable(scope.get("headers", ())),
+            *headers,
         ]
         seen = self.parts_seen
-        known = [seen.get(part) for part in parts]
+        try:
+            known = [seen.get(key) for key in keys]
+        except TypeError:  # headers given as lists (ASGI allows any iterable pair)
+            keys[_FIRST_HEADER_KEY:] = [(name, value) for name, value in headers]
+            known = [seen.get(key) for key in keys]
         flagged: Flagged = {}
         if None in known:
-            self._scan_fresh(view, parts, known)
+            self._scan_fresh(view, keys, known)
         elif not any(known):
             return flagged  # the usual case: every part seen before, all clean
-        confirmed = self.confirmed_headers
-        headers = scope.get("headers", ())
         for i in itertools.compress(range(len(known)), known):
-            offset = i - FIRST_HEADER_PART
-            if confirmed and offset >= 0 and offset & 1:
-                name, value = headers[offset >> 1]
-                if (name, value) in confirmed:
-                    continue
-            for entry in known[i]:  # type: ignore[union-attr]
-                flagged.setdefault(entry, []).append(i)
+            hits: Any = known[i]
+            if i < _FIRST_HEADER_KEY:
+                for entry in hits:
+                    flagged.setdefault(entry, []).append(i)
+                continue
+            part = FIRST_HEADER_PART + 2 * (i - _FIRST_HEADER_KEY)
+            for entry in hits[0]:
+                flagged.setdefault(entry, []).append(part)
+            for entry in hits[1]:
+                flagged.setdefault(entry, []).append(part + 1)
         return flagged
 
-    def _scan_fresh(
-        self, view: RequestView, parts: list[bytes], known: list[tuple[SieveEntry, ...] | None]
-    ) -> None:
+    def confirm_header(self, name: bytes, value: bytes) -> None:
+        """The engine checked every flag on this header value and found it false: the value
+        stops being flagged (its name's flags, if any, stay)."""
+        key = (name, value)
+        hits = self.parts_seen.get(key)
+        if hits:
+            self.parts_seen[key] = (hits[0], ()) if hits[0] else ()
+
+    def _scan_fresh(self, view: RequestView, keys: list[Any], known: list[Any]) -> None:
         """Scan the parts not seen before (all at once, then one by one if anything matched)
-        and remember what each holds."""
+        and remember what each holds: a tuple of entries for a request line part, a pair of
+        them (name, value) for a header; () when nothing matched."""
         query: bytes = view.scope.get("query_string", b"")
         extra: str | None = None
         if query and (b"%" in query or b"+" in query):
@@ -260,20 +273,32 @@ class Sieve:
             extra = self.separator.decode().join(itertools.chain.from_iterable(view.args))
         fresh = [i for i, hits in enumerate(known) if hits is None]
         uri = _URI_PART
-        batch = self.separator.join([parts[i] for i in fresh])
-        if not self._run(batch, extra if uri in fresh else None):
+        pieces: list[bytes] = []
+        for i in fresh:
+            if i < _FIRST_HEADER_KEY:
+                pieces.append(keys[i])
+            else:
+                pieces.extend(keys[i])
+        if not self._run(self.separator.join(pieces), extra if uri in fresh else None):
             for i in fresh:
                 known[i] = ()
         else:
             # Something matched: scan part by part, to know which.
             for i in fresh:
-                known[i] = tuple(self._run(parts[i], extra if i == uri else None))
+                if i < _FIRST_HEADER_KEY:
+                    known[i] = tuple(self._run(keys[i], extra if i == uri else None))
+                else:
+                    name, value = keys[i]
+                    pair = (tuple(self._run(name, None)), tuple(self._run(value, None)))
+                    known[i] = pair if pair[0] or pair[1] else ()
         seen = self.parts_seen
         if len(seen) + len(fresh) > PART_MEMORY:
             seen.clear()
         for i in fresh:
-            if len(parts[i]) <= PART_MAX_BYTES:
-                seen[parts[i]] = known[i]  # type: ignore[assignment]
+            key = keys[i]
+            size = len(key) if i < _FIRST_HEADER_KEY else len(key[0]) + len(key[1])
+            if size <= PART_MAX_BYTES:
+                seen[key] = known[i]
 
     def scan_body(self, view: RequestView) -> Flagged:
         """What the sieve flags in the body (never remembered: bodies rarely recur)."""
