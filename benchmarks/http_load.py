@@ -7,6 +7,12 @@ else a small asyncio client in this file (which competes for the same two cores,
 absolute numbers are lower; the ratio is what to read). Rounds alternate bare and wafmw;
 printed are the medians of requests per second, p50 and p99 latency, and the ratio to bare.
 Runs a benign browser GET and a 2 KB JSON POST. Never part of the test run.
+
+The wrapped app runs what the in-process benchmark runs: the shipped default ruleset (bots
+included) plus one in-memory moving-window rate limit. The load generator sits on one address,
+so, as an app behind a reverse proxy would, wafmw trusts 127.0.0.1 for X-Forwarded-For and each
+request names one of 1000 client addresses there (one client sending tens of thousands of
+requests a minute is what the bot heuristics' request-rate signal is for).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import yaml
 from inprocess import BROWSER_HEADERS, _json_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +52,21 @@ async def endpoint(request: Request) -> PlainTextResponse:
 app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
 if os.environ.get("WAFMW_BENCH_WRAP") == "1":
     from wafmw import WAFMiddleware
-    app = WAFMiddleware(app)
+    app = WAFMiddleware(app, rules=os.environ["WAFMW_BENCH_RULES"])
 """
+
+
+def write_rules(tmp: str) -> str:
+    """The default ruleset's own top file, with the benchmark's rate limit and the trusted
+    proxy added (settings and bots are only read from a top file, so it is rewritten)."""
+    top = yaml.safe_load((ROOT / "rules" / "wafmw.yaml").read_text())
+    top["include"] = [str(ROOT / "rules" / name) for name in top.get("include", [])]
+    top.setdefault("settings", {})["client_ip"] = {"trusted_proxies": ["127.0.0.1/32"]}
+    limits = yaml.safe_load((Path(__file__).resolve().parent / "one-rate-limit.yaml").read_text())
+    top["rate_limits"] = limits["rate_limits"]
+    path = Path(tmp) / "rules.yaml"
+    path.write_text(yaml.safe_dump(top, sort_keys=False))
+    return str(path)
 
 
 def free_port() -> int:
@@ -60,6 +80,7 @@ def start_server(app_dir: str, wrap: bool) -> tuple[subprocess.Popen[bytes], int
     env = {
         **os.environ,
         "WAFMW_BENCH_WRAP": "1" if wrap else "0",
+        "WAFMW_BENCH_RULES": str(Path(app_dir) / "rules.yaml"),
         "PYTHONPATH": f"{app_dir}{os.pathsep}{ROOT}",
     }
     proc = subprocess.Popen(
@@ -93,6 +114,15 @@ def start_server(app_dir: str, wrap: bool) -> tuple[subprocess.Popen[bytes], int
     raise RuntimeError("uvicorn did not start")
 
 
+WRK_CLIENTS = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local n = counter % 1000
+  wrk.headers["X-Forwarded-For"] = "10.0." .. math.floor(n / 250) .. "." .. (n % 250)
+  return wrk.format()
+end
+"""
 WRK_POST = """
 wrk.method = "POST"
 wrk.body = io.open("{body}", "rb"):read()
@@ -113,10 +143,9 @@ def run_wrk(
     for name, value in headers:
         if name not in ("host", "content-type"):
             cmd += ["-H", f"{name}: {value}"]
-    if body_file is not None:
-        script = Path(tmp) / "post.lua"
-        script.write_text(WRK_POST.format(body=body_file))
-        cmd += ["-s", str(script)]
+    script = Path(tmp) / "load.lua"
+    script.write_text((WRK_POST.format(body=body_file) if body_file else "") + WRK_CLIENTS)
+    cmd += ["-s", str(script)]
     out = subprocess.run(
         [*cmd, f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
@@ -135,7 +164,7 @@ def run_wrk(
 
 
 async def _python_load(
-    port: int, request: bytes, duration: int, connections: int
+    port: int, requests: list[bytes], duration: int, connections: int
 ) -> tuple[float, float, float]:
     latencies: list[float] = []
     stop = time.monotonic() + duration
@@ -144,7 +173,7 @@ async def _python_load(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while time.monotonic() < stop:
             start = time.perf_counter()
-            writer.write(request)
+            writer.write(requests[len(latencies) % len(requests)])
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
             await reader.readexactly(length)
@@ -172,8 +201,12 @@ def run_python(
     lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
     if body is not None:
         lines += ["content-type: application/json", f"content-length: {len(body)}"]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
-    return asyncio.run(_python_load(port, request, duration, connections))
+    requests = [
+        ("\r\n".join([*lines, f"x-forwarded-for: 10.0.{i // 250}.{i % 250}"]) + "\r\n\r\n").encode()
+        + (body or b"")
+        for i in range(1000)
+    ]
+    return asyncio.run(_python_load(port, requests, duration, connections))
 
 
 def main() -> None:
@@ -194,6 +227,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "bench_app.py").write_text(APP)
+        write_rules(tmp)
         body_file = Path(tmp) / "body.json"
         body_file.write_bytes(body)
         results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}

@@ -9,6 +9,7 @@ client. A header sent by anyone else is ignored, so forging it gains nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -167,6 +168,28 @@ def _header_hops(scope: Mapping[str, Any], header: bytes, forwarded: bool) -> li
     return joined.split(",")
 
 
+def _classify(text: str, networks: tuple[IPNetwork, ...]) -> tuple[str | None, bool]:
+    """An address as text: its canonical form (None when it is no address) and whether it is
+    one of the trusted proxies. Remembered: a deployment sees the same few proxies and, per
+    client, the same address request after request, and parsing costs microseconds. Text too
+    long to be an address is not remembered (nor is it an address)."""
+    if len(text) > _MAX_ADDRESS_TEXT:
+        return _classify_now(text, networks)
+    return _classify_remembered(text, networks)
+
+
+def _classify_now(text: str, networks: tuple[IPNetwork, ...]) -> tuple[str | None, bool]:
+    addr = parse_ip(text)
+    if addr is None:
+        return None, False
+    return str(addr), _is_trusted(addr, networks)
+
+
+_classify_remembered = functools.lru_cache(maxsize=4096)(_classify_now)
+# The longest address text: an IPv6 address with an embedded IPv4 one and a zone id.
+_MAX_ADDRESS_TEXT = 64
+
+
 def resolve_client_ip(scope: Mapping[str, Any], config: ClientIPConfig) -> str | None:
     """The client address of an ASGI connection, or None when the server gave none."""
     client = scope.get("client")
@@ -176,21 +199,21 @@ def resolve_client_ip(scope: Mapping[str, Any], config: ClientIPConfig) -> str |
     networks = config.trusted_proxies
     if not networks:
         return peer
-    peer_addr = parse_ip(peer)
-    if peer_addr is None or not _is_trusted(peer_addr, networks):
+    canonical, trusted = _classify(peer, networks)
+    if canonical is None or not trusted:
         return peer
     hops = _header_hops(scope, config.header.encode("latin-1"), config.header == "forwarded")
     if not hops:
         return peer
-    best = str(peer_addr)
+    best = canonical
     for hop in reversed(hops[-_MAX_HOPS:]):
-        addr = parse_ip(_strip_port(hop))
-        if addr is None:
+        canonical, trusted = _classify(_strip_port(hop), networks)
+        if canonical is None:
             # "unknown", an obfuscated "_node", or garbage: whatever lies further
             # left was written by someone we cannot vouch for.
             return peer
-        best = str(addr)
-        if not _is_trusted(addr, networks):
+        best = canonical
+        if not trusted:
             return best
     # Every hop is a trusted proxy: the furthest one is the best we know.
     return best
