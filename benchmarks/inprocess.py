@@ -10,9 +10,10 @@ ruleset, `--no-rate-limit` drops the limit.
 Requests come from a pool of `--clients` addresses, one after the other: benign traffic comes
 from many browsers, and one address sending tens of thousands of requests a minute is what the
 bot heuristics' request-rate signal exists to notice (`--clients 1` shows that case). With
-`--varied`, every request of a case differs from the previous ones in its path, query, cookie
-and Referer, as real traffic does; by default each case repeats one request, so the per-part
-memories of wafmw (recurring header values) are always warm.
+`--varied`, no request of a run repeats an earlier one: each has its own path, query, cookie
+and Referer, as real traffic does (its User-Agent, Accept and client hints recur, as a
+browser's do); by default each case repeats one request, so wafmw's memories of recurring
+values are always warm.
 
 Each round times `--requests` calls of every configuration in turn (configurations interleaved,
 so machine noise hits all of them alike); the figure per configuration is the median over
@@ -209,7 +210,9 @@ def measure(
     samples: dict[tuple[str, str], list[float]] = {}
     loop = asyncio.new_event_loop()
     scopes = {
-        k: [scope] if variants == 1 else [varied(scope, i) for i in range(variants)]
+        k: [scope]
+        if variants == 1
+        else [varied(scope, i) for i in range(variants if "64 KB" not in k else variants // 10)]
         for k, (scope, _) in cases.items()
     }
     try:
@@ -248,7 +251,8 @@ def main() -> None:
         rules.append(str(RATE_LIMIT))
     bare = bare_app()
     configs = {"bare": bare, "wafmw": WAFMiddleware(bare_app(), rules=rules)}
-    variants = 2000 if args.varied else 1
+    # Enough distinct requests that none repeats in a run (warm-up included).
+    variants = 50 + args.rounds * args.requests if args.varied else 1
     results = measure(
         configs, make_cases(), args.rounds, args.requests, clients=args.clients, variants=variants
     )
