@@ -237,3 +237,17 @@ def test_url_decode_fast_path_agrees_with_general_path() -> None:
         value = "".join(rng.choice(alphabet) for _ in range(rng.randrange(30)))
         general = transforms._PCT_RE.sub(transforms._pct_sub, value)
         assert transforms._url_decode_round(value) == general, value
+
+
+def test_url_decode_fast_path_agrees_with_the_escape_by_escape_one() -> None:
+    # The C-speed round (any text without %u escapes) must decode exactly as the regex round
+    # that handles one escape at a time: broken escapes, backslashes, overlong and invalid
+    # UTF-8, non-ASCII text around escapes.
+    from wafmw.transforms import _PCT_RE, _pct_sub, _url_decode_round
+
+    rng = random.Random(11)
+    pieces = ["%", "%2", "%25", "%41", "%c3", "%a9", "%C0%AF", "%e0%80%ae", "%ff", "\\", "\\x41"]
+    pieces += ["a", "é", "\x01", " ", "%%", "%0", "%zz", "%F0%9F%98%80", "%ed%a0%80", "+"]
+    for _ in range(50000):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 8)))
+        assert _url_decode_round(value) == _PCT_RE.sub(_pct_sub, value), value

@@ -81,6 +81,7 @@ def _lenient_utf8_errors(exc: UnicodeError) -> tuple[str, int]:
 
 codecs.register_error(_URL_ERRORS, _lenient_utf8_errors)
 
+_BAD_PCT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _PCT_RE = re.compile(
     r"(?:%[0-9A-Fa-f]{2})+"
     r"|%[uU]([dD][89abAB][0-9A-Fa-f]{2})%[uU]([dD][c-fC-F][0-9A-Fa-f]{2})"
@@ -109,20 +110,24 @@ def _pct_sub(m: re.Match[str]) -> str:
 
 
 def _url_decode_round(s: str) -> str:
-    if s.isascii() and "\\" not in s:
-        # The usual case, at C speed: "%XX" becomes "\xXX" for the unicode_escape codec, which
-        # yields one latin-1 character per byte, then the bytes are decoded as UTF-8. Any "%"
-        # not followed by two hex digits (including "%uXXXX") makes the codec fail, and the
-        # general path below handles the value instead.
-        try:
-            latin = s.replace("%", "\\x").encode("ascii").decode("unicode_escape")
-        except UnicodeDecodeError:
-            pass
-        else:
-            if latin.isascii():
-                return latin
-            return latin.encode("latin-1").decode("utf-8", _URL_ERRORS)
-    return _PCT_RE.sub(_pct_sub, s)
+    if "%u" in s or "%U" in s:
+        return _PCT_RE.sub(_pct_sub, s)  # %uXXXX: one callback per escape
+    # Every other case at C speed, whatever the text holds: "%XX" becomes "\\xXX" for the
+    # escape_decode codec, which yields one byte per escape, then the bytes are decoded as
+    # UTF-8 (leniently, see _URL_ERRORS). Backslashes are doubled so that only our escapes
+    # decode, and a "%" not followed by two hex digits is spelled "%25" so that it stays
+    # itself: a single broken escape must not send a long value down a slow path.
+    try:
+        data = s.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return _PCT_RE.sub(_pct_sub, s)
+    if b"\\" in data:
+        data = data.replace(b"\\", b"\\\\")
+    data = _BAD_PCT.sub(b"%25", data)
+    raw = codecs.escape_decode(data.replace(b"%", b"\\x"))[0]
+    if raw.isascii():
+        return raw.decode("ascii")
+    return raw.decode("utf-8", _URL_ERRORS)
 
 
 def url_decode(s: str) -> str:
