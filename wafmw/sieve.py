@@ -334,7 +334,12 @@ class Sieve:
         for sieve_pass in self.passes:
             subject = text
             if sieve_pass.chain:
-                subject = apply_chain(text.decode("utf-8"), sieve_pass.chain).encode("utf-8")
+                # The text already holds its url-decoded copy (see _finish): a chain's leading
+                # url_decode has nothing left to add.
+                chain = sieve_pass.chain
+                if chain[0] == "url_decode":
+                    chain = chain[1:]
+                subject = apply_chain(text.decode("utf-8"), chain).encode("utf-8")
             hits = sieve_pass.scanner.Match(subject)
             if hits:
                 entries = sieve_pass.entries
