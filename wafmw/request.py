@@ -184,7 +184,10 @@ class RequestView:
 
     @property
     def content_type(self) -> str | None:
-        return self.header("content-type")
+        cached = self._cache.get("content-type", False)
+        if cached is False:
+            cached = self._cache["content-type"] = self.header("content-type")
+        return cached  # type: ignore[no-any-return]
 
     @property
     def parsed_body(self) -> ParsedBody:
