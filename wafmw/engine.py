@@ -1,18 +1,23 @@
 """The matching engine: a Ruleset compiled for fast evaluation.
 
 Filters are grouped by transform chain. Within a group, every filter whose operator RE2 can
-express (regex on RE2, contains, contains_any, a detector's prefilter) goes into one RE2 set.
-A request is scanned with one set match per group over the group's targets joined by a control
-character, so a benign request costs a handful of RE2 calls whatever the rule count. The few
-filters the set flags are then confirmed value by value — that is where the matched target,
-exclusions and detectors are resolved. A pattern that matches a value also matches the joined
-text — its anchors are widened to match at joins too — so the scan never misses; a match that
-only exists across a join is dropped by the confirmation. Each group picks a joining character
-that none of its patterns matches on its own (see _scanner_with_separator), so that a rule
-about NUL bytes or control characters does not flag every request for confirmation.
+express (regex on RE2, contains, contains_any, a detector's prefilter) goes into one RE2 set,
+which scans the group's targets joined by a control character (anchors widened to match at
+the joins) after the group's transforms; the few filters it flags are then confirmed value by
+value — that is where the matched target, exclusions and detectors are resolved. Each group
+picks a joining character that none of its patterns matches on its own (see
+_scanner_with_separator), so that a rule about NUL bytes or control characters does not flag
+every request for confirmation.
+
+In front of the groups stands the sieve (sieve.py): one set over the raw request that speaks
+for every group at once, so that a benign request costs one C call (or, for head parts seen
+before, a few dictionary lookups) instead of a join and a transform chain per group. A group
+runs its own scan only when the sieve cannot speak for it on this request (one of its
+transforms' triggers fired); otherwise only the filters the sieve flagged are confirmed.
 
 Operators that are not patterns (equals, lengths, counts) and patterns that need the
-backtracking engine are checked value by value, the latter with a timeout.
+backtracking engine are checked value by value, the latter with a timeout. Those that read
+only the request line and named headers are decided once per distinct set of those values.
 """
 
 from __future__ import annotations
