@@ -99,11 +99,6 @@ def _rewrite_anchors(
     return "".join(out), anchored
 
 
-def is_anchored(pattern: str) -> bool:
-    """Whether the pattern uses ^, $, \\A or \\z outside character classes."""
-    return _rewrite_anchors(pattern, None)[1]
-
-
 def anchored_at_joins(pattern: str, separator: str) -> str:
     """The pattern for a scan over values joined by `separator`: each anchor also matches at
     a join, so that a value's own start and end still count as such. The scan then finds every
