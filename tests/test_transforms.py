@@ -251,3 +251,13 @@ def test_url_decode_fast_path_agrees_with_the_escape_by_escape_one() -> None:
     for _ in range(50000):
         value = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 8)))
         assert _url_decode_round(value) == _PCT_RE.sub(_pct_sub, value), value
+
+
+def test_broken_escapes_are_spelled_the_same_however_many_there_are() -> None:
+    from wafmw.transforms import _BAD_PCT, _spell_broken_escapes
+
+    rng = random.Random(13)
+    pieces = [b"%", b"%%", b"%2", b"%41", b"%zz", b"a", b"%4", b"%%41", b"x%"]
+    for _ in range(20000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 60)))
+        assert _spell_broken_escapes(data) == _BAD_PCT.sub(b"%25", data), data

@@ -23,6 +23,8 @@ from html.entities import html5 as _HTML5
 from types import MappingProxyType
 from typing import Any
 
+import re2
+
 __all__ = ["TRANSFORMS", "Transform", "apply_chain"]
 
 
@@ -82,6 +84,34 @@ def _lenient_utf8_errors(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error(_URL_ERRORS, _lenient_utf8_errors)
 
 _BAD_PCT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+# The same, for RE2 (no look-ahead: the characters after the "%" are part of the match). RE2
+# skips over valid escapes at C speed, where the `re` pattern above stops at each one.
+_BAD_PCT_SCAN = re2.compile(rb"%(?:[^0-9A-Fa-f]|[0-9A-Fa-f](?:[^0-9A-Fa-f]|$)|$)")
+_FEW_BROKEN = 32
+
+
+def _spell_broken_escapes(data: bytes) -> bytes:
+    """Every "%" not followed by two hex digits spelled "%25" (so that it decodes to itself).
+    A few are spliced in where RE2 finds them; many go through the regex substitution."""
+    found: list[int] = []
+    pos = 0
+    while (m := _BAD_PCT_SCAN.search(data, pos)) is not None:
+        if len(found) == _FEW_BROKEN:
+            return _BAD_PCT.sub(b"%25", data)
+        found.append(m.start())
+        pos = m.start() + 1  # the match may have swallowed the next "%"
+    if not found:
+        return data
+    pieces = []
+    last = 0
+    for at in found:
+        pieces.append(data[last:at])
+        pieces.append(b"%25")
+        last = at + 1
+    pieces.append(data[last:])
+    return b"".join(pieces)
+
+
 _PCT_RE = re.compile(
     r"(?:%[0-9A-Fa-f]{2})+"
     r"|%[uU]([dD][89abAB][0-9A-Fa-f]{2})%[uU]([dD][c-fC-F][0-9A-Fa-f]{2})"
@@ -123,7 +153,7 @@ def _url_decode_round(s: str) -> str:
         return _PCT_RE.sub(_pct_sub, s)
     if b"\\" in data:
         data = data.replace(b"\\", b"\\\\")
-    data = _BAD_PCT.sub(b"%25", data)
+    data = _spell_broken_escapes(data)
     raw = codecs.escape_decode(data.replace(b"%", b"\\x"))[0]
     if raw.isascii():
         return raw.decode("ascii")
