@@ -308,6 +308,10 @@ class Engine:
         self._direct_head = [
             cf for group in self.groups for cf in group.direct_rest if cf not in skippable
         ]
+        # The same less those that read only named arguments: what runs when the query holds
+        # none of their names.
+        self._direct_head_without_args = [cf for cf in self._direct_head if not cf.named_args]
+        self._head_args_only = len(self._direct_head_without_args) < len(self._direct_head)
         body_skippable = self.body_sieve.skippable if self.body_sieve is not None else frozenset()
         self._direct_body = [
             cf for group in self.groups for cf in group.direct_body if cf not in body_skippable
@@ -470,7 +474,10 @@ class Engine:
             matches.extend(self._signature_matches(view, deadline))
         if sieve is not None and not flagged and not whole:
             # The usual case: nothing flagged, so only the direct filters can match.
-            for cf in self._direct_body if body else self._direct_head:
+            direct = self._direct_body if body else self._direct_head
+            if not body and self._head_args_only and self._no_head_args(view):
+                direct = self._direct_head_without_args
+            for cf in direct:
                 self._check_direct(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
@@ -609,13 +616,19 @@ class Engine:
             if body:
                 if _args_absent(cf, view.body or b""):
                     return
-            elif self._query_names is not None and (
-                view.query_string == b"" or self._query_names.search(view.query_string) is None
-            ):
+            elif self._no_head_args(view):
                 return  # none of the head's named arguments, and nothing encoded
         if body and cf.files_only and not _has_files(view):
             return
         self._confirm(cf, view, deadline, matches, body=body)
+
+    def _no_head_args(self, view: RequestView) -> bool:
+        """Whether none of the argument names the head's direct filters read can be in the
+        query (one search for all of them)."""
+        query = view.query_string
+        return not query or (
+            self._query_names is not None and self._query_names.search(query) is None
+        )
 
     def _signature_matches(self, view: RequestView, deadline: float) -> list[Match]:
         """The matches of the signature filters, remembered per request line and headers."""
