@@ -31,7 +31,7 @@ from typing import Any
 
 import re2
 
-from .body import BodyLimits, media_type_of
+from .body import BodyLimits
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .errors import EvaluationTimeout
@@ -843,7 +843,7 @@ def _position(cf: CompiledFilter) -> int:
 
 def _has_files(view: RequestView) -> bool:
     """Whether the body can hold uploaded files: only a multipart body does."""
-    return media_type_of(view.content_type) == "multipart/form-data"
+    return view.media_type == "multipart/form-data"
 
 
 def _reads_phase(rule: FilterRule, body: bool) -> bool:

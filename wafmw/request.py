@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from .body import BodyLimits, ParsedBody, parse_body
+from .body import BodyLimits, ParsedBody, media_type_of, parse_body
 from .model import Target
 from .transforms import apply_chain
 
@@ -188,6 +188,14 @@ class RequestView:
         if cached is False:
             cached = self._cache["content-type"] = self.header("content-type")
         return cached  # type: ignore[no-any-return]
+
+    @property
+    def media_type(self) -> str:
+        """The Content-Type's media type, lowercased, as parse_body reads it ("" for none)."""
+        cached = self._cache.get("media-type")
+        if cached is None:
+            cached = self._cache["media-type"] = media_type_of(self.content_type)
+        return cached
 
     @property
     def parsed_body(self) -> ParsedBody:

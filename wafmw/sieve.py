@@ -32,7 +32,7 @@ from typing import Any
 
 import re2
 
-from .body import is_json, is_xml, media_type_of
+from .body import is_json, is_xml
 from .model import Target
 from .patterns import anchored_at_delimiters, re2_options
 from .request import RequestView
@@ -177,8 +177,9 @@ QUOTE_STAND_IN = b"\x1a"
 # it differs from the raw path), 2 the raw path and query; then, for header k, 3 + 2k its name
 # and 4 + 2k its value.
 _URI_PART = 2
-FIRST_HEADER_PART = 3
-_FIRST_HEADER_KEY = 3  # in scan_head's keys, header k is at 3 + k
+_REQUEST_LINE_PARTS = 3
+FIRST_HEADER_PART = _REQUEST_LINE_PARTS
+_FIRST_HEADER_KEY = _REQUEST_LINE_PARTS  # in scan_head's keys, header k is at 3 + k
 
 
 @dataclass(slots=True)
@@ -305,7 +306,7 @@ class Sieve:
         body = view.body or b""
         if not body:
             return {}
-        media_type = media_type_of(view.content_type)
+        media_type = view.media_type
         extra: str | None = None
         # JSON strings without escapes, and forms without escapes, are substrings of the raw
         # body; anything else (escapes, multipart) is scanned as parsed, beside the raw body.
