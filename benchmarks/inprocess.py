@@ -1,7 +1,7 @@
 """In-process overhead of wafmw against a bare Starlette app, measured in the same run.
 
     python benchmarks/inprocess.py [--rounds 15] [--requests 2000] [--rules FILE ...]
-        [--no-rate-limit] [--clients 1000] [--varied]
+        [--no-rate-limit] [--clients 1000] [--varied] [--parts]
 
 The wrapped app runs the shipped default ruleset (bot heuristics included) plus one in-memory
 moving-window rate limit (benchmarks/one-rate-limit.yaml); `--rules` replaces the default
@@ -14,6 +14,10 @@ bot heuristics' request-rate signal exists to notice (`--clients 1` shows that c
 and Referer, as real traffic does (its User-Agent, Accept and client hints recur, as a
 browser's do); by default each case repeats one request, so wafmw's memories of recurring
 values are always warm.
+
+`--parts` splits the cost of a benign GET and a 2 KB POST: the middleware with no rules at
+all, then with only the rate limit, only the bot heuristics, only the pattern filters (the
+default ruleset without its `bots` section), and everything, all in the same interleaved run.
 
 Each round times `--requests` calls of every configuration in turn (configurations interleaved,
 so machine noise hits all of them alike); the figure per configuration is the median over
@@ -29,6 +33,7 @@ import json
 import logging
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -236,6 +242,39 @@ def measure(
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def measure_parts(args: argparse.Namespace) -> None:
+    """The benign GET and 2 KB POST through each part of wafmw alone, in one run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.yaml"
+        empty.write_text("wafmw: 1\nfilters: []\n")
+        bots = Path(tmp) / "bots.yaml"
+        bots.write_text("wafmw: 1\nfilters: []\nbots: {}\n")
+        top = yaml.safe_load(SHIPPED_RULES.read_text())
+        top.pop("bots", None)
+        top["include"] = [str(SHIPPED_RULES.parent / name) for name in top.get("include", [])]
+        filters = Path(tmp) / "filters.yaml"
+        filters.write_text(yaml.safe_dump(top, sort_keys=False))
+        parts: dict[str, list[str]] = {
+            "no rules": [str(empty)],
+            "rate limit only": [str(empty), str(RATE_LIMIT)],
+            "bots only": [str(bots)],
+            "filters only": [str(filters)],
+            "everything": [str(SHIPPED_RULES), str(RATE_LIMIT)],
+        }
+        configs: dict[str, Any] = {"bare": bare_app()}
+        configs.update({name: WAFMiddleware(bare_app(), rules=r) for name, r in parts.items()})
+    cases = {k: v for k, v in make_cases().items() if k in ("benign GET", "2 KB JSON POST")}
+    results = measure(configs, cases, args.rounds, args.requests, clients=args.clients)
+    print(f"median µs per request over {args.rounds} interleaved rounds; {args.clients} clients")
+    print(f"{'configuration':18} " + " ".join(f"{case:>22}" for case in cases))
+    for name in configs:
+        cells = []
+        for case in cases:
+            b, w = results[("bare", case)], results[(name, case)]
+            cells.append(f"{w:9.1f} µs" + (f" {w - b:+9.1f}" if name != "bare" else " " * 10))
+        print(f"{name:18} " + " ".join(f"{c:>22}" for c in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -244,8 +283,12 @@ def main() -> None:
     parser.add_argument("--no-rate-limit", action="store_true", help="without the rate limit")
     parser.add_argument("--clients", type=int, default=1000, help="client addresses to cycle")
     parser.add_argument("--varied", action="store_true", help="every request a different one")
+    parser.add_argument("--parts", action="store_true", help="what each part of wafmw costs")
     args = parser.parse_args()
     logging.getLogger("wafmw").setLevel(logging.ERROR)  # the attack GET logs a decision each
+    if args.parts:
+        measure_parts(args)
+        return
     rules = list(args.rules or [str(SHIPPED_RULES)])
     if not args.no_rate_limit:
         rules.append(str(RATE_LIMIT))
