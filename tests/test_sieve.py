@@ -17,7 +17,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, unquote_plus
 
 import pytest
 import re2
@@ -27,10 +27,10 @@ from wafmw.casetest import case_scope
 from wafmw.engine import Engine
 from wafmw.loader import load_rules
 from wafmw.model import Ruleset
-from wafmw.patterns import tolerating
+from wafmw.patterns import tolerating, tolerating_cmdline
 from wafmw.request import RequestView
 from wafmw.sieve import PART_MEMORY, QUOTE_STAND_IN, TRIGGERS
-from wafmw.transforms import TRANSFORMS, cmdline
+from wafmw.transforms import TRANSFORMS, cmdline, cmdline_ascii
 
 from .asgi import http_scope, post_scope
 
@@ -198,6 +198,94 @@ def test_tolerating_matches_the_stand_in_wherever_the_pattern_matched_the_quote(
             assert stand_in.search(text.replace('"', QUOTE_STAND_IN.decode())), text
 
 
+_CMD_NOISE = "\\\"'^"
+_CMD_SEPARATORS = ",; \t\n\x0b\x1c\xa0\u2003"
+
+
+def _case_values(case: Any) -> list[str]:
+    """The decoded values a rule case carries: path, query values, header values, body."""
+    path, _, query = case.path.partition("?")
+    values = [unquote(path)]
+    values += [unquote_plus(v) for _, _, v in (p.partition("=") for p in query.split("&"))]
+    values += [value for _, value in case.headers]
+    values += [unquote_plus(v) for _, _, v in (p.partition("=") for p in case.body.split("&"))]
+    return [v for v in values if v]
+
+
+def _cmdline_disguise(text: str, rng: random.Random) -> str:
+    """The text with what cmdline undoes mixed in: quoting characters anywhere, separator runs
+    for spaces, spaces before "/" and "(", letters in either case."""
+    out = []
+    for ch in text:
+        if rng.random() < 0.2:
+            out.append(rng.choice(_CMD_NOISE) * rng.randrange(1, 3))
+        if ch == " ":
+            ch = "".join(rng.choice(_CMD_SEPARATORS) for _ in range(rng.randrange(1, 4)))
+        elif ch in "/(" and rng.random() < 0.4:
+            ch = "".join(rng.choice(_CMD_SEPARATORS) for _ in range(rng.randrange(1, 3))) + ch
+        elif ch.isalpha() and rng.random() < 0.3:
+            ch = ch.swapcase()
+        out.append(ch)
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "seed"),
+    [
+        (r"\bcat\s*/etc/passwd\b", "cat /etc/passwd"),
+        (r"(?:^|[|&])\s*id\b", "a| id"),
+        (r"[a-z]+\(\)", "f ()"),
+        (r"x[^\s]{0,3}y", "x/(y"),
+        (r"a b$", "a b"),
+        (r"^\s*ls", " ls"),
+        (r"\w+\s*/\w+", "ab /cd"),
+        (r"[^a-z]/x", "1 /x"),
+        (r"\x20-\x2f", "a -/"),
+        (r"(?i:rm)\s+-rf", "rm -rf"),
+        (r"a.b", "a b"),
+        (r"\Bat\b", "cat"),
+        (r"=\bcat", "=cat"),
+        (r"\$\{?ifs", "${IFS}"),
+    ],
+)
+def test_tolerating_cmdline_matches_wherever_the_pattern_matched_after_cmdline(
+    pattern: str, seed: str
+) -> None:
+    original = re2.compile(pattern)
+    tolerant = re2.compile("(?i:" + tolerating_cmdline(pattern) + ")")
+    rng = random.Random(pattern)
+    alphabet = "abcxyt /()-;=,\"'^\t\n\xa0A"
+    checked = 0
+    for _ in range(5000):
+        noise = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 4))) for _ in "ab"]
+        text = noise[0] + _cmdline_disguise(seed, rng) + noise[1]
+        if original.search(cmdline(text)):
+            checked += 1
+            assert tolerant.search(text), (text, cmdline(text))
+    assert checked > 300  # the disguises keep reaching the pattern
+
+
+def test_tolerating_cmdline_keeps_the_shipped_command_rules_on_disguised_attacks() -> None:
+    """Every shipped rule on the cmdline chain, on its own attack cases disguised: where the
+    rule matches after cmdline, its rewritten pattern matches the raw text."""
+    ruleset = load_rules([RULES], paranoia=4)
+    rng = random.Random(11)
+    rules = [r for r in ruleset.filters if "cmdline" in r.transforms and r.operator == "regex"]
+    assert len(rules) >= 5
+    for rule in rules:
+        original = re2.compile(rule.argument)
+        tolerant = re2.compile("(?i:" + tolerating_cmdline(rule.argument) + ")")
+        hits = 0
+        for case in rule.match_cases:
+            for value in _case_values(case):
+                for _ in range(30):
+                    text = _cmdline_disguise(value, rng)
+                    if original.search(cmdline(text)):
+                        hits += 1
+                        assert tolerant.search(text), (rule.id, text)
+        assert hits, rule.id
+
+
 def test_json_quotes_do_not_wake_quote_rules_but_raw_body_rules_still_see_them() -> None:
     rules = load_rules_text(
         """
@@ -239,6 +327,8 @@ def test_cmdline_ascii_fast_path_agrees_with_the_general_one() -> None:
     for _ in range(50000):
         value = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 16)))
         assert cmdline(value) == _cmdline_reference(value), value
+        if value.isascii():  # the bytes form the sieve uses
+            assert cmdline_ascii(value.encode()) == _cmdline_reference(value).encode(), value
 
 
 def load_rules_text(text: str) -> Ruleset:

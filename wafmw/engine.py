@@ -43,6 +43,7 @@ from .patterns import (
     compile_pattern,
     re2_options,
     tolerating,
+    tolerating_cmdline,
 )
 from .request import SEPARATOR, RequestView, decode_header_value
 from .sieve import (
@@ -222,6 +223,25 @@ def _probe(pattern: str) -> Any:
     return probe
 
 
+_CMDLINE_CHAINS = (("cmdline",), ("url_decode", "cmdline"))
+
+
+def _tolerates_cmdline(group: ChainGroup) -> bool:
+    """Whether every pattern of the group can be rewritten by tolerating_cmdline."""
+    try:
+        for cf in (*group.set_filters, *group.direct_head, *group.direct_body):
+            source = _set_pattern(cf)
+            if source is not None:
+                tolerating_cmdline(source)
+    except ValueError:
+        return False
+    return True
+
+
+def _tolerant(source: str, tolerant: bool) -> str:
+    return tolerating_cmdline(source) if tolerant else source
+
+
 def _set_pattern(cf: CompiledFilter) -> str | None:
     rule = cf.rule
     if rule.negate:
@@ -390,7 +410,10 @@ class Engine:
             if plan is None:
                 unsieved.add(gi)
                 continue
-            sources, entries = members.setdefault(plan.applied or (), ([], []))
+            # A cmdline chain is scanned in the raw pass, its patterns made to tolerate what
+            # cmdline would have changed: no transform of the text, and one set scan fewer.
+            tolerant = plan.applied in _CMDLINE_CHAINS and _tolerates_cmdline(group)
+            sources, entries = members.setdefault(() if tolerant else plan.applied or (), ([], []))
             units = group.body_units if body else group.head_units
             for trigger in plan.triggers:
                 sources.append(trigger)
@@ -403,7 +426,7 @@ class Engine:
                     if units:
                         unsieved.add(gi)
                     continue
-                pattern = sieve_pattern(source, group.chain, body=body)
+                pattern = sieve_pattern(_tolerant(source, tolerant), group.chain, body=body)
                 if body and Target("body_raw") in cf.rule.targets:
                     if plan.applied is not None:
                         stand_in = False
@@ -418,7 +441,7 @@ class Engine:
                 source = _set_pattern(cf)
                 if source is None or not _sievable(cf.rule, kinds, body):
                     continue
-                pattern = sieve_pattern(source, group.chain, body=body)
+                pattern = sieve_pattern(_tolerant(source, tolerant), group.chain, body=body)
                 if body and Target("body_raw") in cf.rule.targets:
                     continue  # stays direct: keeps the quote stand-in simple
                 # A check written as "anything but…" matches every request: it stays direct.

@@ -148,6 +148,119 @@ def tolerating(pattern: str, char: str, stand_in: str) -> str:
     return "".join(out)
 
 
+# What `cmdline` does to a text, character by character: it deletes these…
+_CMD_DELETED = r"\x22\x27\x5c\x5e"
+# …turns these (",", ";" and what Python's `\s` matches) into spaces, folds runs of spaces into
+# one and drops the spaces before "/" and "(".
+_CMD_SPACED = (
+    r",;\t\n\x0b\x0c\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}"
+    r"\x{205f}\x{3000}"
+)
+_QUANTIFIER = re.compile(r"[*+?]|\{\d+(?:,\d*)?\}")
+_ESCAPE = re.compile(r"\\(?:x\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{2}|[pP](?:\{[^}]*\}|.)|[0-7]{1,3}|.)")
+
+
+def tolerating_cmdline(pattern: str) -> str:
+    """The pattern for the raw text of what `pattern` reads after the `cmdline` transform (any
+    case, the quoting characters still in, separators unfolded): wherever `pattern` matches
+    cmdline(text), the result matches text. It may match more; the sieve's confirmation drops
+    those. Each atom may be preceded by deleted characters; one that can match a space also
+    matches a run of separators; one that can match "/" or "(" may follow such a run; a word
+    boundary may sit on either side of deleted characters. Raises ValueError on syntax it does
+    not rewrite."""
+    deleted, spaced = f"[{_CMD_DELETED}]", f"[{_CMD_DELETED}{_CMD_SPACED}]"
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "(":
+            if pattern.startswith("(?", i):
+                m = re.match(r"\(\?(?:[a-zA-Z-]*:|P?<\w+>|[a-zA-Z-]+\))", pattern[i:])
+                if m is None:
+                    raise ValueError(f"group syntax at {i} is not rewritten")
+                atom = m.group()
+            else:
+                atom = "("
+            out.append(atom)
+            i += len(atom)
+            continue
+        if ch in ")|":
+            out.append(ch)
+            i += 1
+            continue
+        m = _QUANTIFIER.match(pattern, i)
+        if m is not None:
+            atom = m.group()
+            if pattern[m.end() : m.end() + 1] == "?":
+                atom += "?"  # lazy
+            out.append(atom)
+            i += len(atom)
+            continue
+        if ch in "^$":
+            out.append(ch if ch == "^" else f"{deleted}*$")
+            i += 1
+            continue
+        if ch == "[":
+            end = _class_end(pattern, i)
+            atom = pattern[i : end + 1]
+        elif ch == "\\":
+            m = _ESCAPE.match(pattern, i)
+            atom = m.group() if m else pattern[i : i + 2]
+            if atom in ("\\Q", "\\E"):
+                raise ValueError("\\Q...\\E quoting is not rewritten")
+            if atom in ("\\b", "\\B"):
+                out.append(f"(?:{atom}|{deleted}+)")
+                i += len(atom)
+                continue
+            if atom in ("\\A", "\\z"):
+                out.append(atom if atom == "\\A" else f"{deleted}*\\z")
+                i += len(atom)
+                continue
+        else:
+            atom = ch
+        spaces = _may_match(atom, " ")
+        before = spaced if _may_match(atom, "/") or _may_match(atom, "(") else deleted
+        core = f"(?:{atom}|[{_CMD_SPACED}])" if spaces else atom
+        out.append(f"(?:{before}*{core}{spaced + '*' if spaces else ''})")
+        i += len(atom)
+    return "".join(out)
+
+
+def _may_match(atom: str, char: str) -> bool:
+    """Whether a single-character atom may match `char` (a space, "/" or "("): conservative,
+    any doubt counts as yes."""
+    code = ord(char)
+    if atom == ".":
+        return True
+    if atom.startswith("["):
+        negated = atom.startswith("[^")
+        body = atom[2:-1] if negated else atom[1:-1]
+        spelled = {char, "\\" + char, f"\\x{code:02x}", f"\\x{code:02X}", f"\\x{{{code:x}}}"}
+        if negated:
+            named = char == " " and ("\\s" in body or "[:space:]" in body)
+            return not (named or any(s in body for s in spelled))
+        if char == " " and ("\\s" in body or "[:space:]" in body or "[:blank:]" in body):
+            return True
+        return _class_may_hold(body, code, spelled)
+    if atom.startswith("\\"):
+        kind = atom[1:2]
+        if kind == "s":
+            return char == " "
+        if kind in "SWDpPC":
+            return not (kind == "S" and char == " ")
+        if kind in "wdtnrfva":
+            return False
+        value: int | None = None
+        if kind == "x":
+            value = int(atom[2:].strip("{}"), 16)
+        elif kind.isdigit():
+            value = int(atom[1:], 8)
+        elif not kind.isalnum():
+            value = ord(kind)
+        return value is None or value == code
+    return atom == char
+
+
 def _class_end(pattern: str, start: int) -> int:
     """The index of the "]" that closes the class opened at `start`."""
     i = start + 1

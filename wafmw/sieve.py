@@ -36,7 +36,14 @@ from .body import is_json, is_xml
 from .model import Target
 from .patterns import anchored_at_delimiters, re2_options
 from .request import RequestView
-from .transforms import JOIN_CHARACTERS, LEGACY_ENTITY_NAMES, TRANSFORMS, apply_chain, url_decode
+from .transforms import (
+    JOIN_CHARACTERS,
+    LEGACY_ENTITY_NAMES,
+    TRANSFORMS,
+    apply_chain,
+    cmdline_ascii,
+    url_decode,
+)
 
 # Transforms that change letter case: their groups' patterns are matched case-insensitively.
 _CASE_FOLDING = frozenset({"lowercase", "cmdline"})
@@ -177,6 +184,7 @@ QUOTE_STAND_IN = b"\x1a"
 # it differs from the raw path), 2 the raw path and query; then, for header k, 3 + 2k its name
 # and 4 + 2k its value.
 _URI_PART = 2
+_CMDLINE = ("cmdline",)
 _REQUEST_LINE_PARTS = 3
 FIRST_HEADER_PART = _REQUEST_LINE_PARTS
 _FIRST_HEADER_KEY = _REQUEST_LINE_PARTS  # in scan_head's keys, header k is at 3 + k
@@ -340,7 +348,10 @@ class Sieve:
                 chain = sieve_pass.chain
                 if chain[0] == "url_decode":
                     chain = chain[1:]
-                subject = apply_chain(text.decode("utf-8"), chain).encode("utf-8")
+                if chain == _CMDLINE and text.isascii():
+                    subject = cmdline_ascii(text)  # the usual pass, without str round trips
+                else:
+                    subject = apply_chain(text.decode("utf-8"), chain).encode("utf-8")
             hits = sieve_pass.scanner.Match(subject)
             if hits:
                 entries = sieve_pass.entries
