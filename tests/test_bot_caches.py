@@ -161,6 +161,7 @@ def test_crawler_verdicts_follow_the_client_address(detector: BotDetector) -> No
 
 def test_the_request_cache_is_a_bounded_lru(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(detector_module, "_REQUEST_CACHE_SIZE", 8)
+    monkeypatch.setattr(detector_module, "_HEAD_MAX_BYTES", 0)  # every call reaches the LRU
     det = BotDetector(default_bot_config())
 
     def agent(index: int) -> RequestView:  # trap paths: each verdict names its own
@@ -181,6 +182,41 @@ def test_the_request_cache_is_a_bounded_lru(monkeypatch: pytest.MonkeyPatch) -> 
     for index in range(100, 300):
         det.assess(agent(index))
     assert len(det._request_cache) == 8
+
+
+def test_a_repeated_head_gets_its_remembered_verdict_and_any_change_a_fresh_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(detector_module, "_HEAD_MEMO_SIZE", 4)
+    det = BotDetector(default_bot_config())
+    first = det.assess(view(CHROME, path="/a"))
+    det._request_cache.clear()  # a hit now can only come from the head memory
+    assert det.assess(view(CHROME, path="/a")) is first
+    assert len(det._request_cache) == 0
+    # Any change of the head is another key, whatever the verdict reads.
+    for other in (
+        view(SQLMAP, path="/a"),
+        view(CHROME, path="/.env"),
+        view(CHROME, path="/a", http_version="1.0"),
+        view(CHROME, path="/a", scheme="http"),
+        view(replace(CHROME, "accept-language", None), path="/a"),
+    ):
+        assert det.assess(other) == BotDetector(det.config).assess(other)
+    assert len(det._head_memo) <= 4  # cleared when full
+    # A crawler's verdict depends on the address: never remembered by head.
+    det.assess(view(GOOGLEBOT, ip="66.249.66.1"))
+    assert all(v.kind != "crawler" for v in det._head_memo.values())
+    impostor = det.assess(view(GOOGLEBOT, ip="203.0.113.9"))
+    assert impostor == BotDetector(det.config).assess(view(GOOGLEBOT, ip="203.0.113.9"))
+
+
+def test_a_head_too_large_is_not_remembered() -> None:
+    det = BotDetector(default_bot_config())
+    big = [*CHROME, ("x-padding", "a" * 5000)]
+    det.assess(view(big))
+    assert not det._head_memo
+    det.assess(view(CHROME))
+    assert len(det._head_memo) == 1
 
 
 class _PlainRequest:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from wafmw import engine as engine_module
 from wafmw import load_rules
 from wafmw.casetest import case_scope
 from wafmw.engine import Engine
@@ -191,3 +195,45 @@ def test_join_separator_avoids_what_rules_look_for(write_rules: Callable[..., Pa
     # ...while the same rule still matches inside one value.
     assert matched(engine, "/?a=x%00y") == [1]
     assert matched(engine, "/?a=x%0aset-cookie:%20a") == [1]
+
+
+def test_a_clean_head_is_remembered_and_a_matching_one_never(
+    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(
+        write_rules,
+        rule(1, "[args, headers]", "contains: evil")
+        + rule(2, "[headers:x-mode]", "contains: debug", "mode: detect"),
+    )
+    evaluated: list[str] = []
+    full = engine._evaluate
+
+    def counting(view: RequestView, deadline: float, *, body: bool) -> list[Any]:
+        evaluated.append(view.path)
+        return full(view, deadline, body=body)
+
+    monkeypatch.setattr(engine, "_evaluate", counting)
+    headers = (("User-Agent", "a browser"),)
+    assert matched(engine, "/p?q=fine", headers=headers) == []
+    assert matched(engine, "/p?q=fine", headers=headers) == []
+    assert evaluated == ["/p"]  # the second time: one lookup
+    # Any change in the head is a new head.
+    assert matched(engine, "/p?q=evil", headers=headers) == [1]
+    assert matched(engine, "/p?q=fine", headers=(("User-Agent", "evil bot"),)) == [1]
+    assert matched(engine, "/p?q=fine", headers=(*headers, ("X-Mode", "debug"))) == [2]
+    # A head with a match, even a detect-only one, is evaluated every time: logged each time.
+    assert matched(engine, "/p?q=fine", headers=(*headers, ("X-Mode", "debug"))) == [2]
+    assert matched(engine, "/p?q=evil", headers=headers) == [1]
+    assert len(evaluated) == 6
+
+
+def test_the_clean_head_memory_is_bounded(
+    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "_CLEAN_HEAD_MEMORY", 16)
+    engine = engine_for(write_rules, rule(1, "[args]", "contains: evil"))
+    for i in range(100):
+        assert matched(engine, f"/p?q={i}") == []
+        assert len(engine._clean_heads) <= 16
+    assert matched(engine, "/p?q=" + "a" * 5000) == []  # too large to remember
+    assert all(len(key[5]) < 5000 for key in engine._clean_heads)

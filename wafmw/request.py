@@ -52,6 +52,7 @@ class RequestView:
         "_cache",
         "_client_ip",
         "_cookies",
+        "_head_key",
         "_headers",
         "_parsed_body",
         "body",
@@ -82,6 +83,7 @@ class RequestView:
         self._cookies: Pairs | None = None
         self._parsed_body: ParsedBody | None = None
         self._client_ip: str | bool | None = False  # False: not resolved yet
+        self._head_key: tuple[Any, ...] | bool | None = False  # False: not built yet
         self._cache: dict[Any, Any] = {}
 
     # -- simple fields --------------------------------------------------------------------------
@@ -110,6 +112,37 @@ class RequestView:
     @property
     def http_version(self) -> str:
         return str(self.scope.get("http_version", "1.1"))
+
+    @property
+    def head_key(self) -> tuple[Any, ...] | None:
+        """The whole request head — request line, scheme and header pairs, as the server
+        gave them — as one key, for the memories of verdicts that depend on the head alone
+        (the engine's clean heads, the bot detector's verdicts). None when a header pair is
+        not hashable (ASGI says bytes; a server may give lists)."""
+        key = self._head_key
+        if key is False:
+            scope = self.scope
+            key = (
+                self.method,
+                scope.get("http_version"),
+                scope.get("scheme"),
+                self.path,
+                scope.get("raw_path"),
+                scope.get("query_string"),
+                *scope.get("headers", ()),
+            )
+            try:
+                hash(key)
+            except TypeError:
+                key = None
+            self._head_key = key
+        return key  # type: ignore[return-value]
+
+    def head_size(self) -> int:
+        """Bytes in the head's path, query and headers (what a memory of heads holds)."""
+        scope = self.scope
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        return size + sum(len(name) + len(value) for name, value in scope.get("headers", ()))
 
     @property
     def headers(self) -> Pairs:

@@ -25,6 +25,10 @@ _UA_SCAN_CHARS: Final = 1024  # longer User-Agents are classified on their first
 _CACHE_SIZE: Final = 4096  # entries per cache (user agents, signals, verdicts); cleared when full
 _REQUEST_CACHE_SIZE: Final = 4096  # request verdicts by their inputs (LRU, see _request_key)
 _PATH_MEMO_SIZE: Final = 4096  # trap-path answers by path; cleared when full
+# Verdicts by the whole request head (RequestView.head_key): a repeated request costs one
+# lookup. Cleared when full; heads over _HEAD_MAX_BYTES are not remembered.
+_HEAD_MEMO_SIZE: Final = 4096
+_HEAD_MAX_BYTES: Final = 4096
 _CLIENT_MEMO_SIZE: Final = 4096  # behaviour identities by client address; cleared when full
 _SECURE_SCHEMES: Final = ("https", "wss")
 _HEADER_SIGNALS: Final = frozenset(range(913110, 913118))
@@ -94,6 +98,7 @@ class BotDetector:
             tuple[tuple[tuple[int, str], ...], str | None, bool, bool, str], BotVerdict
         ] = {}
         self._request_cache: OrderedDict[RequestKey, BotVerdict] = OrderedDict()
+        self._head_memo: dict[tuple[object, ...], BotVerdict] = {}
         self._trap_memo: dict[str, bool] = {}
         self._client_memo: dict[str, str] = {}
         self._behaviour: BehaviourTracker | None = None
@@ -144,6 +149,24 @@ class BotDetector:
         """Signals from the request alone (User-Agent, headers, protocol, network, path)."""
         if not self.config.enabled:
             return BotVerdict(None, (), None, False, None, "unknown")
+        if not isinstance(view, RequestView):
+            return self._assess_by_inputs(view)
+        head = view.head_key
+        if head is None:
+            return self._assess_by_inputs(view)
+        verdict = self._head_memo.get(head)
+        if verdict is None:
+            verdict = self._assess_by_inputs(view)
+            # A crawler's verdict depends on the client address too: never remembered here.
+            if verdict.kind != "crawler" and view.head_size() <= _HEAD_MAX_BYTES:
+                memo = self._head_memo
+                if len(memo) >= _HEAD_MEMO_SIZE:
+                    memo.clear()
+                memo[head] = verdict
+        return verdict
+
+    def _assess_by_inputs(self, view: RequestLike) -> BotVerdict:
+        """assess() through the cache keyed by what the verdict reads (see _request_key)."""
         trap = self._trap_memo.get(view.path)
         if trap is None:
             trap = self._is_trap(view.path)
