@@ -237,3 +237,22 @@ def test_the_clean_head_memory_is_bounded(
         assert len(engine._clean_heads) <= 16
     assert matched(engine, "/p?q=" + "a" * 5000) == []  # too large to remember
     assert all(len(key[5]) < 5000 for key in engine._clean_heads)
+
+
+def test_forget_makes_the_next_request_a_first_sight(
+    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(write_rules, rule(1, "[args, headers]", "contains: evil"))
+    headers = (("User-Agent", "a browser"),)
+    assert matched(engine, "/p?q=fine", headers=headers) == []
+    assert engine._clean_heads and engine.head_sieve is not None
+    assert engine.head_sieve.parts_seen
+    engine.forget()
+    assert not engine._clean_heads and not engine.head_sieve.parts_seen
+    evaluated: list[bool] = []
+    full = engine._evaluate
+    monkeypatch.setattr(
+        engine, "_evaluate", lambda *a, **k: evaluated.append(True) or full(*a, **k)
+    )
+    assert matched(engine, "/p?q=fine", headers=headers) == []
+    assert evaluated == [True]

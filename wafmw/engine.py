@@ -471,6 +471,16 @@ class Engine:
         sieve.quote_stand_in = stand_in and separator != QUOTE_STAND_IN
         return sieve
 
+    def forget(self) -> None:
+        """Drop the memories of recurring heads, parts and header verdicts: the next requests
+        cost what first sight costs (the worst-case benchmark measures that)."""
+        self._clean_heads.clear()
+        self._header_verdicts.clear()
+        self._signature_verdicts.clear()
+        for sieve in (self.head_sieve, self.body_sieve):
+            if sieve is not None:
+                sieve.parts_seen.clear()
+
     # -- evaluation ---------------------------------------------------------------------------
 
     def evaluate_head(self, view: RequestView, deadline: float) -> list[Match]:
