@@ -337,3 +337,30 @@ def load_rules_text(text: str) -> Ruleset:
         path = Path(directory) / "rules.yaml"
         path.write_text("wafmw: 1\n" + textwrap.dedent(text))
         return load_rules([path])
+
+
+def test_a_check_on_named_body_fields_is_flagged_by_name_and_kept_where_the_name_is() -> None:
+    rules = load_rules_text(
+        """
+        filters:
+          - id: 1
+            msg: anything but utf-8 in the charset field
+            targets: ["body:_charset_"]
+            regex: '^(?:[^u]|u[^t]|ut[^f]|utf[^-]|utf-[^8]|utf-8.)'
+            action: block
+        """
+    )
+    sieved, plain = _pair(rules)
+    assert sieved.body_sieve is not None and not sieved._direct_body  # flagged, not direct
+    form, json_type = "application/x-www-form-urlencoded", "application/json"
+    for data, media, expected in (
+        (b"_charset_=utf-7&a=b", form, [(1, "body:_charset_")]),
+        (b"%5Fcharset%5F=utf-7", form, [(1, "body:_charset_")]),
+        (b"_charset_=utf-8", form, []),
+        (b"a=b&c=d", form, []),
+        (b'{"_charset_": "utf-7"}', json_type, [(1, "body:_charset_")]),
+        (b'{"\\u005fcharset_": "utf-7"}', json_type, [(1, "body:_charset_")]),
+        (b'{"charset": "utf-7"}', json_type, []),
+    ):
+        scope = post_scope("/f", data, media)
+        assert _matches(sieved, scope, data) == _matches(plain, scope, data) == expected, data

@@ -450,8 +450,15 @@ class Engine:
                 pattern = sieve_pattern(_tolerant(source, tolerant), group.chain, body=body)
                 if body and Target("body_raw") in cf.rule.targets:
                     continue  # stays direct: keeps the quote stand-in simple
-                # A check written as "anything but…" matches every request: it stays direct.
+                # A check written as "anything but…" matches every request: it stays direct,
+                # unless it reads only named body fields: then the sieve flags it where one of
+                # the names, or anything encoded that could spell one, is in the body (what
+                # _args_absent looks for, found by the scan the body gets anyway).
                 if not looks_benign(pattern):
+                    if body and _reads_named_body_fields_only(cf):
+                        sources.append(_body_names_probe(cf.named_args))
+                        entries.append(SieveEntry(gi, cf))
+                        skippable.add(cf)
                     continue
                 sources.append(pattern)
                 entries.append(SieveEntry(gi, cf))
@@ -877,6 +884,17 @@ def _args_absent(cf: CompiledFilter, raw: bytes) -> bool:
     if b"%" in raw or b"+" in raw or b"\\" in raw or (b"&" in raw and b"&#" in raw):
         return False  # a name could be spelled encoded: parse and look
     return not any(name in raw for name in cf.named_args)
+
+
+def _reads_named_body_fields_only(cf: CompiledFilter) -> bool:
+    targets = [t for t in cf.rule.targets if t.needs_body]
+    return bool(targets) and all(t.kind == "body" and t.name is not None for t in targets)
+
+
+def _body_names_probe(names: tuple[bytes, ...]) -> str:
+    """An RE2 pattern for _args_absent's test: a name as it is, or an encoding."""
+    spelled = "|".join(re.escape(name.decode("latin-1")) for name in sorted(names))
+    return r"[%+\\]|&#|" + spelled
 
 
 def _names_probe(names: set[bytes]) -> re.Pattern[bytes] | None:
