@@ -161,6 +161,7 @@ class WAFMiddleware:
         started = time.perf_counter()
         answer: Outcome | None = None
         decision: Decision | None = None
+        clean = False  # inspected, and nothing matched anywhere: no decision to build
         # -- the failure boundary: nothing inside the WAF may reach the app or the server --
         try:
             engine, kill = self.store.engine()  # one snapshot for the whole request
@@ -184,12 +185,16 @@ class WAFMiddleware:
                 if answer is not None or skip_filters:
                     decision = Decision("allow", 200, matches=guard_matches)
                 else:
-                    decision, matches, spent = self._inspect_head(engine, view)
+                    matches, spent = self._inspect_head(engine, view)
+                    decision = engine.decide(matches) if matches or guard_matches else None
                     if self._wants_body(engine, view, decision):
                         decision = await self._inspect_body(
                             engine, view, receive, consumed, matches, spent
                         )
-                    decision.matches[:0] = guard_matches
+                    if decision is None:
+                        clean = True
+                    else:
+                        decision.matches[:0] = guard_matches
         except Exception as exc:
             if await self._fail(engine, view, exc, started, send):
                 return
@@ -197,10 +202,16 @@ class WAFMiddleware:
                 receive = _replaying(consumed, receive)
             await self._call_app(guards, view, scope, receive, send)
             return
+        # -- outside the boundary --
+        if clean:  # the usual case, kept short
+            self.counters["inspected"] += 1
+            if self.store.candidate is not None:
+                self._shadow(view, Decision())
+            await self._call_app(guards, view, scope, receive, send)
+            return
         if decision is None:  # mode off
             await self.app(scope, receive, send)
             return
-        # -- outside the boundary --
         self.counters["inspected"] += 1
         if self.store.candidate is not None and answer is None:
             self._shadow(view, decision)
@@ -323,17 +334,17 @@ class WAFMiddleware:
                 await guards.observe(view, status or 500)
 
     @staticmethod
-    def _inspect_head(engine: Engine, view: RequestView) -> tuple[Decision, list[Match], float]:
-        """Phase 1, which needs no I/O: the decision on the head, its matches and the CPU
-        time it took."""
+    def _inspect_head(engine: Engine, view: RequestView) -> tuple[list[Match], float]:
+        """Phase 1, which needs no I/O: the head's matches and the CPU time they took."""
         phase_start = time.perf_counter()
-        budget_s = engine.settings.time_budget_ms / 1000.0
-        matches = engine.evaluate_head(view, phase_start + budget_s)
-        return engine.decide(matches), matches, time.perf_counter() - phase_start
+        matches = engine.evaluate_head(view, phase_start + engine.settings.time_budget_ms / 1000.0)
+        return matches, time.perf_counter() - phase_start
 
     @staticmethod
-    def _wants_body(engine: Engine, view: RequestView, decision: Decision) -> bool:
-        if decision.outcome == "block" or decision.reason:
+    def _wants_body(engine: Engine, view: RequestView, decision: Decision | None) -> bool:
+        """Whether phase 2 runs: some rule reads the body, the request has one, and the head's
+        decision (None: nothing matched) is neither a block nor an allow rule's."""
+        if decision is not None and (decision.outcome == "block" or decision.reason):
             return False
         return engine.needs_body and view.scope["type"] == "http" and _may_have_body(view)
 

@@ -1679,8 +1679,14 @@ class RateLimiter:
         if memory is None:
             return None
         want = self._success_headers
+        rules = self.rules
+        if len(rules) == 1:  # one rule: its result is the request's (what _Pick would pick)
+            rule = rules[0]
+            return (
+                memory.check(0, rule, rule.key_of(request), want) if rule.matches(request) else None
+            )
         picked = _Pick()
-        for index, rule in enumerate(self.rules):
+        for index, rule in enumerate(rules):
             if rule.matches(request):
                 result = memory.check(index, rule, rule.key_of(request), want)
                 if picked.add(result):
