@@ -682,9 +682,14 @@ class Engine:
         """Whether none of the argument names the head's direct filters read can be in the
         query (one search for all of them)."""
         query = view.query_string
-        return not query or (
-            self._query_names is not None and self._query_names.search(query) is None
-        )
+        if not query:
+            return True
+        # Asked by the fast path and again by each such filter: searched once per request.
+        absent: bool | None = view.memo.get(self)
+        if absent is None:
+            names = self._query_names
+            absent = view.memo[self] = names is not None and names.search(query) is None
+        return absent
 
     def _signature_matches(self, view: RequestView, deadline: float) -> list[Match]:
         """The matches of the signature filters, remembered per request line and headers."""

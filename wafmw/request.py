@@ -138,11 +138,21 @@ class RequestView:
             self._head_key = key
         return key  # type: ignore[return-value]
 
+    @property
+    def memo(self) -> dict[Any, Any]:
+        """Answers about this request that a reader computes once and asks again (keyed by the
+        reader's own objects, so that readers cannot collide)."""
+        return self._cache
+
     def head_size(self) -> int:
         """Bytes in the head's path, query and headers (what a memory of heads holds)."""
-        scope = self.scope
-        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-        return size + sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+        size: int | None = self._cache.get("head-size")
+        if size is None:
+            scope = self.scope
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+            self._cache["head-size"] = size
+        return size
 
     @property
     def headers(self) -> Pairs:
