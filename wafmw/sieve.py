@@ -350,7 +350,9 @@ class Sieve:
                 if chain[0] == "url_decode":
                     chain = chain[1:]
                 if chain == _CMDLINE and text.isascii():
-                    subject = cmdline_ascii(text)  # the usual pass, without str round trips
+                    # A cmdline group whose patterns tolerating_cmdline could not rewrite:
+                    # its pass over ASCII text, without str round trips.
+                    subject = cmdline_ascii(text)
                 else:
                     subject = apply_chain(text.decode("utf-8"), chain).encode("utf-8")
             hits = sieve_pass.scanner.Match(subject)
