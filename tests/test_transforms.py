@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
-from wafmw.transforms import JOIN_CHARACTERS, TRANSFORMS, Transform, apply_chain
+from wafmw.transforms import (
+    CMDLINE_DELETED,
+    CMDLINE_SEPARATORS,
+    JOIN_CHARACTERS,
+    TRANSFORMS,
+    Transform,
+    apply_chain,
+    cmdline,
+)
 
 _TABLE_PATH = Path(__file__).parent / "data" / "transforms.yaml"
 _TABLE: list[dict[str, Any]] = yaml.safe_load(_TABLE_PATH.read_text(encoding="utf-8"))
@@ -261,3 +269,12 @@ def test_broken_escapes_are_spelled_the_same_however_many_there_are() -> None:
     for _ in range(20000):
         data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 60)))
         assert _spell_broken_escapes(data) == _BAD_PCT.sub(b"%25", data), data
+
+
+def test_cmdline_character_lists_are_what_cmdline_does() -> None:
+    """The sieve rewrites patterns from these lists: they must not drift from the transform."""
+    for code in range(0x3001):
+        ch = chr(code)
+        out = cmdline("a" + ch + "b")
+        assert (out == "a b") == (ch in CMDLINE_SEPARATORS), repr(ch)
+        assert (out == "ab") == (ch in CMDLINE_DELETED), repr(ch)

@@ -15,6 +15,7 @@ import re2
 import regex
 
 from .errors import EvaluationTimeout
+from .transforms import CMDLINE_DELETED, CMDLINE_SEPARATORS
 
 
 class PatternError(ValueError):
@@ -148,14 +149,10 @@ def tolerating(pattern: str, char: str, stand_in: str) -> str:
     return "".join(out)
 
 
-# What `cmdline` does to a text, character by character: it deletes these…
-_CMD_DELETED = r"\x22\x27\x5c\x5e"
-# …turns these (",", ";" and what Python's `\s` matches) into spaces, folds runs of spaces into
-# one and drops the spaces before "/" and "(".
-_CMD_SPACED = (
-    r",;\t\n\x0b\x0c\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}"
-    r"\x{205f}\x{3000}"
-)
+# What `cmdline` deletes and what it turns into spaces (it also folds runs of spaces into one
+# and drops the spaces before "/" and "("), as RE2 class members.
+_CMD_DELETED = "".join(f"\\x{{{ord(ch):x}}}" for ch in CMDLINE_DELETED)
+_CMD_SPACED = "".join(f"\\x{{{ord(ch):x}}}" for ch in CMDLINE_SEPARATORS)
 _QUANTIFIER = re.compile(r"[*+?]|\{\d+(?:,\d*)?\}")
 _ESCAPE = re.compile(r"\\(?:x\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{2}|[pP](?:\{[^}]*\}|.)|[0-7]{1,3}|.)")
 

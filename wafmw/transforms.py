@@ -425,13 +425,21 @@ def replace_comments(s: str) -> str:
 
 # --------------------------------------------------------------------------- cmdline
 
+# What cmdline deletes, and what it turns into a space (",", ";" and what Python's `\s`
+# matches): the engine's sieve rewrites patterns from the same two lists
+# (patterns.tolerating_cmdline).
+CMDLINE_DELETED = "\\\"'^"
+CMDLINE_SEPARATORS = (
+    ",;\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _CMD_SPACE = re.compile(r"\s+")
 
 
 def cmdline(s: str) -> str:
     if s.isascii():
         return cmdline_ascii(s.encode("ascii")).decode("ascii")
-    for ch in ("\\", '"', "'", "^"):
+    for ch in CMDLINE_DELETED:
         if ch in s:
             s = s.replace(ch, "")
     for ch in (",", ";"):
@@ -447,11 +455,12 @@ def cmdline(s: str) -> str:
 # separators and every ASCII whitespace (Python's, so \x1c-\x1f too) become spaces, and
 # upper-case letters become lower-case (lowering commutes with the other steps, so it is folded
 # into the same pass instead of costing one of its own).
+_CMD_ASCII_SEPARATORS = "".join(ch for ch in CMDLINE_SEPARATORS if ch.isascii()).encode()
 _CMD_TABLE = bytes.maketrans(
-    b",;\t\n\r\x0b\x0c\x1c\x1d\x1e\x1fABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    b" " * 11 + b"abcdefghijklmnopqrstuvwxyz",
+    _CMD_ASCII_SEPARATORS + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    b" " * len(_CMD_ASCII_SEPARATORS) + b"abcdefghijklmnopqrstuvwxyz",
 )
-_CMD_DELETE = b"\\\"'^"
+_CMD_DELETE = CMDLINE_DELETED.encode()
 
 
 def cmdline_ascii(b: bytes) -> bytes:
