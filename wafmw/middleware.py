@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,11 +75,11 @@ def _last(outcome: Outcome | None, logged: list[Match]) -> tuple[Outcome | None,
 
 def _replaying(messages: list[Message], receive: Receive) -> Receive:
     """A receive that first hands back what inspection consumed, then reads on."""
-    pending = deque(messages)
+    pending = iter(messages)
 
     async def replay() -> Message:
-        if pending:
-            return pending.popleft()
+        for message in pending:  # the next one, if any is left
+            return message
         return await receive()
 
     return replay
@@ -186,15 +185,17 @@ class WAFMiddleware:
                     decision = Decision("allow", 200, matches=guard_matches)
                 else:
                     matches, spent = self._inspect_head(engine, view)
-                    decision = engine.decide(matches) if matches or guard_matches else None
+                    decision = engine.decide(matches) if matches else None
                     if self._wants_body(engine, view, decision):
                         decision = await self._inspect_body(
                             engine, view, receive, consumed, matches, spent
                         )
-                    if decision is None:
-                        clean = True
-                    else:
+                    if decision is not None:
                         decision.matches[:0] = guard_matches
+                    elif guard_matches:
+                        decision = Decision("allow", 200, matches=guard_matches)
+                    else:
+                        clean = True
         except Exception as exc:
             if await self._fail(engine, view, exc, started, send):
                 return
@@ -207,6 +208,8 @@ class WAFMiddleware:
             self.counters["inspected"] += 1
             if self.store.candidate is not None:
                 self._shadow(view, Decision())
+            if consumed:
+                receive = _replaying(consumed, receive)
             await self._call_app(guards, view, scope, receive, send)
             return
         if decision is None:  # mode off
@@ -356,35 +359,42 @@ class WAFMiddleware:
         consumed: list[Message],
         matches: list[Match],
         spent: float,
-    ) -> Decision:
-        """Phase 2: read the body (up to the limit) and decide on head and body together."""
+    ) -> Decision | None:
+        """Phase 2: read the body (up to the limit) and decide on head and body together;
+        None when nothing matched in either (no decision to build)."""
         settings = engine.settings
         oversize = await self._read_body(receive, settings.body.inspect_bytes, consumed, view)
         if oversize and settings.body.oversize == "reject":
             return Decision("reject", 413, reason="body larger than inspect_bytes")
         # Waiting for the client's body is I/O, not evaluation: only CPU time counts.
         deadline = time.perf_counter() + settings.time_budget_ms / 1000.0 - spent
-        return engine.decide(matches + engine.evaluate_body(view, deadline))
+        found = engine.evaluate_body(view, deadline)
+        if matches:
+            found = matches + found
+        return engine.decide(found) if found else None
 
     @staticmethod
     async def _read_body(
         receive: Receive, limit: int, consumed: list[Message], view: RequestView
     ) -> bool:
         """Read up to `limit` bytes into view.body; True when more body remains beyond it."""
+        message = await receive()
+        consumed.append(message)
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            # The usual case: the whole body in one message, no joining.
+            data: bytes = message.get("body", b"")
+            view.body = data[:limit] if len(data) > limit else data
+            return len(data) > limit
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            consumed.append(message)
-            if message["type"] != "http.request":
-                break  # the client went away: the app will see the same disconnect
+        while message["type"] == "http.request":  # else the client went away: the app sees it
             chunk = message.get("body", b"")
             chunks.append(chunk)
             size += len(chunk)
-            if not message.get("more_body", False):
+            if not message.get("more_body", False) or size > limit:
                 break
-            if size > limit:
-                break
+            message = await receive()
+            consumed.append(message)
         data = b"".join(chunks)
         last = consumed[-1]
         oversize = size > limit or (last["type"] == "http.request" and last.get("more_body", False))
