@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 
 from tests.asgi import EchoApp, call, http_scope
 from wafmw import RuleFileError, WAFMiddleware
-from wafmw.killswitch import ENV_GROUPS, ENV_MODE, ENV_RULES, ENV_TAGS
+from wafmw.killswitch import ENV_GROUPS, ENV_MODE, ENV_RULES, ENV_TAGS, env_clear, env_key
 
 GOOD = """\
 wafmw: 1
@@ -280,6 +280,18 @@ async def test_env_kill_switch_takes_effect_on_next_request(
     assert (await call(waf, http_scope(target))).status == 200
     monkeypatch.delenv(variable)
     assert (await call(waf, http_scope(target))).status == 403
+
+
+def test_env_clear_is_true_exactly_when_no_variable_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-request shortcut: clear means what the full reading would find nothing in."""
+    assert env_clear() and env_key() == (None, None, None, None)
+    for name in (ENV_MODE, ENV_RULES, ENV_TAGS, ENV_GROUPS):
+        monkeypatch.setenv(name, "")  # set, even empty: the full reading decides
+        assert not env_clear()
+        monkeypatch.delenv(name)
+        assert env_clear() and env_key() == (None, None, None, None)
 
 
 @pytest.mark.anyio

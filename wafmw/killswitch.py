@@ -81,6 +81,21 @@ if _ENV_STORE is not None:
         _ENV_STORE = None
 
 
+NO_KILL = KillState()  # no switch thrown: the state of nearly every request
+
+
+def env_clear() -> bool:
+    """Whether none of the variables is set: the per-request check, kept to a few lookups."""
+    store = _ENV_STORE
+    if store is not None:
+        mode, rules, tags, groups = _ENV_STORE_KEYS
+        return not (mode in store or rules in store or tags in store or groups in store)
+    environ = os.environ
+    return not (
+        ENV_MODE in environ or ENV_RULES in environ or ENV_TAGS in environ or ENV_GROUPS in environ
+    )
+
+
 def env_key(environ: Mapping[str, str] = os.environ) -> tuple[str | None, ...]:
     """The variables as they are: cheap to compare on every request."""
     if environ is os.environ and _ENV_STORE is not None:

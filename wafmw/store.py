@@ -30,7 +30,7 @@ from .casetest import matched_rule_ids
 from .decision import Decision
 from .engine import Engine
 from .errors import Problem, RuleFileError
-from .killswitch import KillState, env_key, from_env_key, read_control_file
+from .killswitch import NO_KILL, KillState, env_clear, env_key, from_env_key, read_control_file
 from .loader import PathLike, default_rules_path, load_rules
 from .patterns import screen_backtracking
 from .rulefile import DEFAULT_LIMITS, Limits
@@ -143,7 +143,7 @@ class RulesetStore:
         self._env_key: tuple[str | None, ...] | None = None
         self._env_state = KillState()
         self._env_problem: str | None = None
-        self._file_state = KillState()
+        self._file_state = NO_KILL
         # (env state, file state, their merge): merged again only when either changed.
         self._merged: tuple[KillState, KillState, KillState] = (
             self._env_state,
@@ -309,7 +309,7 @@ class RulesetStore:
             self.control_error = message
             return
         self.control_error = None
-        self._file_state = state
+        self._file_state = NO_KILL if state.empty else state  # see engine()
 
     def start_polling(self, interval_s: float) -> None:
         if self._thread is not None:
@@ -370,6 +370,8 @@ class RulesetStore:
 
     def engine(self) -> tuple[Engine, KillState]:
         """The engine to use for one request, with kill switches and quarantine applied."""
+        if self._file_state is NO_KILL and not self.quarantined and env_clear():
+            return self._active, NO_KILL  # the usual case: nothing thrown, nothing quarantined
         active = self._active
         kill = self.kill_state()
         if kill.empty and not self.quarantined:
