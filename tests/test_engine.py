@@ -256,3 +256,38 @@ def test_forget_makes_the_next_request_a_first_sight(
     )
     assert matched(engine, "/p?q=fine", headers=headers) == []
     assert evaluated == [True]
+
+
+class _Iterable:
+    """Header pairs a server gives as an iterable that is no sequence (ASGI allows it)."""
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.pairs = pairs
+
+    def __iter__(self) -> Any:
+        return iter(self.pairs)
+
+
+@pytest.mark.parametrize("shape", ["tuples", "lists", "iterable"])
+def test_a_repeated_header_reads_as_its_first_value(shape: str) -> None:
+    """header() and raw_header() agree with the first of repeated headers, whatever shape the
+    server gave the pairs in (tuples and lists are indexed in one dict; any other iterable
+    is walked once)."""
+    pairs = [
+        (b"host", b"a.example"),
+        (b"content-length", b"5"),
+        (b"x-twice", b"first"),
+        (b"content-length", b"0"),
+        (b"x-twice", b"second"),
+    ]
+    headers: Any = {
+        "tuples": pairs,
+        "lists": [list(p) for p in pairs],
+        "iterable": _Iterable(pairs),
+    }[shape]
+    view = RequestView({"type": "http", "method": "POST", "path": "/", "headers": headers})
+    assert view.raw_header(b"content-length") == b"5"
+    assert view.raw_header(b"x-twice") == b"first"
+    assert view.header("x-twice") == "first"
+    assert view.raw_header(b"absent") is None and view.header("absent") is None
+    assert view.header("host") == "a.example"

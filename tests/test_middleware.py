@@ -336,3 +336,29 @@ async def test_failure_before_evaluation_is_inside_the_boundary(rules: Path) -> 
     result = await call(waf, http_scope("/"))
     assert result.status == 200 and app.calls == 1
     assert waf.counters["errors"] == 1
+
+
+@pytest.mark.anyio
+async def test_header_pairs_given_as_lists_are_inspected_every_time() -> None:
+    """ASGI says header pairs are tuples of bytes; a server that gives lists makes the head
+    unhashable. The memories of heads then do without: every request is still inspected (the
+    shipped rules, bots included), and a body is still found by its Content-Length."""
+    app = EchoApp()
+    waf = WAFMiddleware(app)
+
+    def listed(scope: dict[str, Any]) -> dict[str, Any]:
+        scope["headers"] = [[name, value] for name, value in scope["headers"]]
+        return scope
+
+    browser = [("host", "t"), ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Firefox")]
+    for _ in range(2):
+        assert (await call(waf, listed(http_scope("/p?q=shirts", headers=browser)))).status == 200
+        attack = http_scope("/p?q=1%20UNION%20SELECT%20password%20FROM%20users", headers=browser)
+        assert (await call(waf, listed(attack))).status == 403
+        body = b"q=<script>alert(document.cookie)</script>"
+        post = post_scope("/p", body, "application/x-www-form-urlencoded")
+        assert (await call(waf, listed(post), [body])).status == 403
+        benign = post_scope("/p", b"q=shirts", "application/x-www-form-urlencoded")
+        result = await call(waf, listed(benign), [b"q=shirts"])
+        assert result.status == 200 and app.received == b"q=shirts"
+    assert waf.counters["errors"] == 0

@@ -269,6 +269,7 @@ class Engine:
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
         self.settings = ruleset.settings
+        self.time_budget_s = ruleset.settings.time_budget_ms / 1000.0  # per request
         body = ruleset.settings.body
         self.body_limits = BodyLimits(
             json_max_depth=body.json_max_depth, max_fields=body.max_fields
@@ -495,10 +496,13 @@ class Engine:
         so a head this engine found clean before is clean again."""
         key = view.head_key
         clean = self._clean_heads
-        if key is not None and key in clean:
-            return []
+        try:
+            if key in clean:
+                return []
+        except TypeError:  # header pairs that are not hashable: evaluated every time
+            return self._evaluate(view, deadline, body=False)
         matches = self._evaluate(view, deadline, body=False)
-        if not matches and key is not None and view.head_size() <= _CLEAN_HEAD_MAX_BYTES:
+        if not matches and view.head_size() <= _CLEAN_HEAD_MAX_BYTES:
             if len(clean) >= _CLEAN_HEAD_MEMORY:
                 clean.clear()
             clean[key] = None

@@ -34,17 +34,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _may_have_body(view: RequestView) -> bool:
-    length: bytes | None = None
-    chunked = False
-    for name, value in view.scope.get("headers", ()):  # one pass for both headers
-        if name == b"content-length":
-            if length is None:
-                length = value
-        elif name == b"transfer-encoding":
-            chunked = True
+    length = view.raw_header(b"content-length")
     if length is not None:
         return length.strip() not in (b"", b"0")
-    if chunked:
+    if view.raw_header(b"transfer-encoding") is not None:
         return True
     # HTTP/2 and HTTP/3 need no Content-Length: trust the method there.
     return view.method in _BODY_METHODS
@@ -184,11 +177,13 @@ class WAFMiddleware:
                 if answer is not None or skip_filters:
                     decision = Decision("allow", 200, matches=guard_matches)
                 else:
-                    matches, spent = self._inspect_head(engine, view)
+                    # Phase 1, which needs no I/O.
+                    head_start = time.perf_counter()
+                    matches = engine.evaluate_head(view, head_start + engine.time_budget_s)
                     decision = engine.decide(matches) if matches else None
                     if self._wants_body(engine, view, decision):
                         decision = await self._inspect_body(
-                            engine, view, receive, consumed, matches, spent
+                            engine, view, receive, consumed, matches, head_start
                         )
                     if decision is not None:
                         decision.matches[:0] = guard_matches
@@ -337,13 +332,6 @@ class WAFMiddleware:
                 await guards.observe(view, status or 500)
 
     @staticmethod
-    def _inspect_head(engine: Engine, view: RequestView) -> tuple[list[Match], float]:
-        """Phase 1, which needs no I/O: the head's matches and the CPU time they took."""
-        phase_start = time.perf_counter()
-        matches = engine.evaluate_head(view, phase_start + engine.settings.time_budget_ms / 1000.0)
-        return matches, time.perf_counter() - phase_start
-
-    @staticmethod
     def _wants_body(engine: Engine, view: RequestView, decision: Decision | None) -> bool:
         """Whether phase 2 runs: some rule reads the body, the request has one, and the head's
         decision (None: nothing matched) is neither a block nor an allow rule's."""
@@ -358,16 +346,17 @@ class WAFMiddleware:
         receive: Receive,
         consumed: list[Message],
         matches: list[Match],
-        spent: float,
+        head_start: float,
     ) -> Decision | None:
         """Phase 2: read the body (up to the limit) and decide on head and body together;
         None when nothing matched in either (no decision to build)."""
+        spent = time.perf_counter() - head_start  # phase 1's share of the time budget
         settings = engine.settings
         oversize = await self._read_body(receive, settings.body.inspect_bytes, consumed, view)
         if oversize and settings.body.oversize == "reject":
             return Decision("reject", 413, reason="body larger than inspect_bytes")
         # Waiting for the client's body is I/O, not evaluation: only CPU time counts.
-        deadline = time.perf_counter() + settings.time_budget_ms / 1000.0 - spent
+        deadline = time.perf_counter() + engine.time_budget_s - spent
         found = engine.evaluate_body(view, deadline)
         if matches:
             found = matches + found
@@ -461,7 +450,7 @@ class WAFMiddleware:
             return
         result: Decision | None
         try:
-            deadline = time.perf_counter() + candidate.settings.time_budget_ms / 1000.0
+            deadline = time.perf_counter() + candidate.time_budget_s
             matches = candidate.evaluate_head(view, deadline)
             if view.body is not None:
                 matches += candidate.evaluate_body(view, deadline)

@@ -55,6 +55,7 @@ class RequestView:
         "_head_key",
         "_headers",
         "_parsed_body",
+        "_raw_headers",
         "body",
         "body_limits",
         "client_ip_resolver",
@@ -83,7 +84,8 @@ class RequestView:
         self._cookies: Pairs | None = None
         self._parsed_body: ParsedBody | None = None
         self._client_ip: str | bool | None = False  # False: not resolved yet
-        self._head_key: tuple[Any, ...] | bool | None = False  # False: not built yet
+        self._head_key: tuple[Any, ...] | None = None
+        self._raw_headers: dict[Any, Any] | None = None
         self._cache: dict[Any, Any] = {}
 
     # -- simple fields --------------------------------------------------------------------------
@@ -114,15 +116,16 @@ class RequestView:
         return str(self.scope.get("http_version", "1.1"))
 
     @property
-    def head_key(self) -> tuple[Any, ...] | None:
+    def head_key(self) -> tuple[Any, ...]:
         """The whole request head — request line, scheme and header pairs, as the server
         gave them — as one key, for the memories of verdicts that depend on the head alone
-        (the engine's clean heads, the bot detector's verdicts). None when a header pair is
-        not hashable (ASGI says bytes; a server may give lists)."""
+        (the engine's clean heads, the bot detector's verdicts). Not always hashable: ASGI
+        says header pairs are bytes, but a server may give lists. The memories catch the
+        TypeError and do without; testing here would hash every head once more."""
         key = self._head_key
-        if key is False:
+        if key is None:
             scope = self.scope
-            key = (
+            key = self._head_key = (
                 self.method,
                 scope.get("http_version"),
                 scope.get("scheme"),
@@ -131,12 +134,7 @@ class RequestView:
                 scope.get("query_string"),
                 *scope.get("headers", ()),
             )
-            try:
-                hash(key)
-            except TypeError:
-                key = None
-            self._head_key = key
-        return key  # type: ignore[return-value]
+        return key
 
     @property
     def memo(self) -> dict[Any, Any]:
@@ -171,11 +169,25 @@ class RequestView:
                 if key == name:
                     return value
             return None
-        wanted = name.encode("latin-1")
-        for key_bytes, raw in self.scope.get("headers", ()):
-            if key_bytes == wanted:
-                return decode_header_value(raw)
-        return None
+        raw = self.raw_header(name.encode("latin-1"))
+        return None if raw is None else decode_header_value(raw)
+
+    def raw_header(self, name: bytes) -> bytes | None:
+        """The first value of a header as the server gave it (name in lowercase bytes)."""
+        index = self._raw_headers
+        if index is None:
+            headers = self.scope.get("headers", ())
+            try:
+                # One dict for every lookup of the request; reversed, so the first value of a
+                # repeated header is the one kept.
+                index = self._raw_headers = dict(reversed(headers))
+            except (TypeError, ValueError):  # not a sequence of pairs, as ASGI says it is
+                index = self._raw_headers = {}
+                for key, value in headers:
+                    if type(key) is bytes:
+                        index.setdefault(key, value)
+        found: bytes | None = index.get(name)
+        return found
 
     @property
     def host(self) -> str:

@@ -152,9 +152,10 @@ class BotDetector:
         if not isinstance(view, RequestView):
             return self._assess_by_inputs(view)
         head = view.head_key
-        if head is None:
+        try:
+            verdict = self._head_memo.get(head)
+        except TypeError:  # header pairs that are not hashable: assessed every time
             return self._assess_by_inputs(view)
-        verdict = self._head_memo.get(head)
         if verdict is None:
             verdict = self._assess_by_inputs(view)
             # A crawler's verdict depends on the client address too: never remembered here.
