@@ -271,8 +271,7 @@ class _Iterable:
 @pytest.mark.parametrize("shape", ["tuples", "lists", "iterable"])
 def test_a_repeated_header_reads_as_its_first_value(shape: str) -> None:
     """header() and raw_header() agree with the first of repeated headers, whatever shape the
-    server gave the pairs in (tuples and lists are indexed in one dict; any other iterable
-    is walked once)."""
+    server gave the pairs in."""
     pairs = [
         (b"host", b"a.example"),
         (b"content-length", b"5"),

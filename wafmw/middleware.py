@@ -34,10 +34,17 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _may_have_body(view: RequestView) -> bool:
-    length = view.raw_header(b"content-length")
+    length: bytes | None = None
+    chunked = False
+    for name, value in view.scope.get("headers", ()):  # one pass for both headers
+        if name == b"content-length":
+            if length is None:
+                length = value
+        elif name == b"transfer-encoding":
+            chunked = True
     if length is not None:
         return length.strip() not in (b"", b"0")
-    if view.raw_header(b"transfer-encoding") is not None:
+    if chunked:
         return True
     # HTTP/2 and HTTP/3 need no Content-Length: trust the method there.
     return view.method in _BODY_METHODS

@@ -55,7 +55,6 @@ class RequestView:
         "_head_key",
         "_headers",
         "_parsed_body",
-        "_raw_headers",
         "body",
         "body_limits",
         "client_ip_resolver",
@@ -85,7 +84,6 @@ class RequestView:
         self._parsed_body: ParsedBody | None = None
         self._client_ip: str | bool | None = False  # False: not resolved yet
         self._head_key: tuple[Any, ...] | None = None
-        self._raw_headers: dict[Any, Any] | None = None
         self._cache: dict[Any, Any] = {}
 
     # -- simple fields --------------------------------------------------------------------------
@@ -173,21 +171,14 @@ class RequestView:
         return None if raw is None else decode_header_value(raw)
 
     def raw_header(self, name: bytes) -> bytes | None:
-        """The first value of a header as the server gave it (name in lowercase bytes)."""
-        index = self._raw_headers
-        if index is None:
-            headers = self.scope.get("headers", ())
-            try:
-                # One dict for every lookup of the request; reversed, so the first value of a
-                # repeated header is the one kept.
-                index = self._raw_headers = dict(reversed(headers))
-            except (TypeError, ValueError):  # not a sequence of pairs, as ASGI says it is
-                index = self._raw_headers = {}
-                for key, value in headers:
-                    if type(key) is bytes:
-                        index.setdefault(key, value)
-        found: bytes | None = index.get(name)
-        return found
+        """The first value of a header as the server gave it (name in lowercase bytes).
+        A scan, not a dict built per request: building one costs more than the two or three
+        lookups a request makes."""
+        for key, value in self.scope.get("headers", ()):
+            if key == name:
+                found: bytes = value
+                return found
+        return None
 
     @property
     def host(self) -> str:
