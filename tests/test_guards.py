@@ -296,3 +296,44 @@ async def test_storage_errors_are_counted_in_status(write_rules: Callable[..., P
     status = waf.status()
     assert status["counters"]["rate_limit_storage_errors"] == 3
     assert status["active"]["rate_limits"] == 1
+
+
+BOT_THRESHOLDS = """\
+wafmw: 1
+filters: []
+bots:
+  rules:
+    - {id: 100950, msg: automated, below: 30, action: block, on_unknown: allow}
+    - {id: 100951, msg: suspicious, below: 60, action: log, on_unknown: allow, paths: ["/shop*"]}
+    - {id: 100952, msg: unknown, below: 45, action: log, on_unknown: log}
+"""
+
+
+@pytest.mark.parametrize("path", ["/", "/shop/cart"])
+async def test_bot_rules_act_on_exactly_the_scores_below_their_thresholds(
+    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Guards skip walking the bot rules for a score no rule acts below; for every score and
+    for UNKNOWN, what they answer is what decide() over all the rules answers."""
+    from wafmw.bots.model import BotVerdict
+    from wafmw.bots.rules import decide
+    from wafmw.guards import Guards
+    from wafmw.killswitch import NO_KILL
+    from wafmw.loader import load_rules
+    from wafmw.request import RequestView
+
+    ruleset = load_rules([write_rules(BOT_THRESHOLDS)])
+    guards = Guards(ruleset)
+    assert guards.bots is not None and guards.detector is not None
+    verdicts = [BotVerdict(s, (), None, False, s, "browser") for s in range(1, 100)]
+    verdicts += [BotVerdict(None, (), None, False, b, "unknown") for b in (None, 20, 50, 90)]
+    acted = set()
+    for verdict in verdicts:
+        monkeypatch.setattr(guards.detector, "evaluate_local", lambda view, v=verdict: v)
+        view = RequestView(http_scope(path))
+        outcome = guards.bot_local(view, NO_KILL, False)
+        expected = decide(guards.bots.rules, verdict, "GET", path)
+        got = outcome.match.rule_id if outcome is not None and outcome.match else None
+        assert got == (expected.rule.id if expected is not None else None), verdict
+        acted.add(got)
+    assert acted == ({None, 100950, 100951, 100952} if path != "/" else {None, 100950, 100952})

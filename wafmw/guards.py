@@ -61,6 +61,15 @@ class Guards:
         )
         self.storage_errors = 0
         self.local = self._all_local()
+        self.active = bool(self.ip_lists or self.limiter or self.detector)
+        # Whether the answer's status is wanted (bot behaviour counts 4xx answers): without
+        # it, the middleware calls the app with the server's own send.
+        self.observes = self.detector is not None and self.detector.tracks_behaviour
+        # The highest score any bot rule acts below: a verdict scoring at least this fires
+        # no rule, and the rules need not be walked (None: no rules at all).
+        self._bot_floor = (
+            max((r.below for r in self.bots.rules), default=None) if self.bots else None
+        )
 
     def _all_local(self) -> bool:
         """Whether no check needs I/O (memory storage or none): the middleware then runs them
@@ -68,10 +77,6 @@ class Guards:
         return (self.limiter is None or self.limiter.local) and (
             self.detector is None or self.detector.local
         )
-
-    @property
-    def active(self) -> bool:
-        return bool(self.ip_lists or self.limiter or self.detector)
 
     def carry_over(self, old: Guards) -> None:
         """Keep the old stateful parts when their configuration did not change."""
@@ -182,6 +187,9 @@ class Guards:
         config = self.bots
         assert config is not None
         view.scope["wafmw.bot"] = verdict  # type: ignore[index]
+        floor = self._bot_floor
+        if floor is None or (verdict.score is not None and verdict.score >= floor):
+            return None  # what decide() would find, without walking the rules
         action = decide(config.rules, verdict, view.method, view.path)
         if action is None:
             return None  # a pass only ever removes actions: no need to check the cookie

@@ -319,7 +319,7 @@ class WAFMiddleware:
         self, guards: Guards, view: RequestView, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Call the app; with bot behaviour on, note the status it answered with."""
-        if guards.detector is None:
+        if not guards.observes:
             await self.app(scope, receive, send)
             return
         status = 0

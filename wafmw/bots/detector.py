@@ -555,6 +555,11 @@ class BotDetector:
         return self.combine(verdict, behaviour) if behaviour else verdict
 
     @property
+    def tracks_behaviour(self) -> bool:
+        """Whether answers are counted (`observe` does anything at all)."""
+        return self._behaviour is not None
+
+    @property
     def local(self) -> bool:
         """Whether evaluate and observe need no I/O (then their _local forms always answer)."""
         return self._behaviour is None or self._behaviour.local
