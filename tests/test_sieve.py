@@ -29,7 +29,13 @@ from wafmw.loader import load_rules
 from wafmw.model import Ruleset
 from wafmw.patterns import tolerating, tolerating_cmdline
 from wafmw.request import RequestView
-from wafmw.sieve import PART_MEMORY, QUOTE_STAND_IN, TRIGGERS
+from wafmw.sieve import (
+    _JSON_JUNK,
+    _JSON_SYNTAX_STOOD_IN,
+    PART_MEMORY,
+    QUOTE_STAND_IN,
+    TRIGGERS,
+)
 from wafmw.transforms import TRANSFORMS, cmdline, cmdline_ascii
 
 from .asgi import http_scope, post_scope
@@ -364,3 +370,84 @@ def test_a_check_on_named_body_fields_is_flagged_by_name_and_kept_where_the_name
     ):
         scope = post_scope("/f", data, media)
         assert _matches(sieved, scope, data) == _matches(plain, scope, data) == expected, data
+
+
+def test_json_bodies_wake_no_shipped_body_rule() -> None:
+    """Ordinary JSON bodies, escapes included, flag nothing in the body sieve at any paranoia
+    level: one scan and no confirmation. (The file-name rules, whose classes hold the quote
+    and control characters, are checked only on bodies that can hold files; JSON's own
+    backslashes no longer wake the js_decode trigger.)"""
+    items = [{"id": i, "name": f"Item {i}", "tags": ["summer", "sale"]} for i in range(20)]
+    plain = json.dumps({"cart": items}).encode()
+    escaped = json.dumps({"cart": items, "note": "caf\u00e9 \u2603", "url": "a/b"})
+    escaped = escaped.replace("a/b", "a\\/b")
+    for paranoia in (1, 2, 4):
+        engine, _ = _pair(load_rules([RULES], paranoia=paranoia))
+        assert engine.body_sieve is not None and engine.body_sieve.files_direct
+        for data in (plain, escaped.encode()):
+            scope = post_scope("/api", data, "application/json")
+            view = RequestView(scope, body_limits=BodyLimits())
+            view.body = data
+            assert engine.body_sieve.scan_body(view) == {}, (paranoia, data)
+
+
+INVALID_JSON = [
+    b'{"q": "x" or 1=1 --}',
+    b'{"q": "1" union select password from users}',
+    b'not json: "><script>alert(1)</script>',
+    b'{"q": "x" "y\\" onmouseover=alert(1)"}',
+    b'{"q": "a" "b"}',
+    b"{'q': 'x' or '1'='1'}",
+    b'{"q": "unterminated \\" or 1=1',
+    b'{"q": "caf\xc3\xa9" or 1=1}',
+    b'{"q": "bad \xff byte" or 1=1}',
+    b"[" * 600 + b'"x" or 1=1' + b"]" * 600,
+]
+
+
+@pytest.mark.parametrize("paranoia", [1, 2, 4])
+def test_a_body_that_says_json_but_does_not_parse_is_scanned_as_the_rules_read_it(
+    paranoia: int,
+) -> None:
+    """The rules read a JSON body that does not parse as raw text, quotes and backslashes
+    included: the sieve must not scan it with them stood in (that hid quote-based attacks)."""
+    sieved, plain = _pair(load_rules([RULES], paranoia=paranoia))
+    quote_rule = load_rules_text(
+        """
+        filters:
+          - id: 2
+            msg: a quote in a value
+            targets: [body]
+            contains: '"'
+            action: block
+        """
+    )
+    quote_sieved, quote_plain = _pair(quote_rule)
+    for data in INVALID_JSON:
+        scope = post_scope("/api", data, "application/json")
+        expected = _matches(plain, scope, data)
+        assert _matches(sieved, scope, data) == expected, data
+        assert _matches(quote_sieved, scope, data) == _matches(quote_plain, scope, data), data
+        if b'"' in data:  # it does not parse, so the raw text, quotes and all, is read
+            assert _matches(quote_plain, scope, data) == [(2, "body")]
+
+
+def test_the_json_lexer_passes_every_valid_document_and_stops_stray_tokens() -> None:
+    rng = random.Random(7)
+
+    def value(depth: int = 0) -> Any:
+        roll = rng.random()
+        if depth > 3 or roll < 0.3:
+            return rng.choice([1, -2.5, 1e10, True, False, None, "x y", 'q"\\u', "caf\u00e9"])
+        if roll < 0.65:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return {f'k{i}"': value(depth + 1) for i in range(rng.randrange(4))}
+
+    def junk(data: bytes) -> bool:
+        return _JSON_JUNK.search(data.translate(_JSON_SYNTAX_STOOD_IN)) is not None
+
+    strays = [" or 1=1", "'x'", "<b>", " = ", " tru", " nul", ' "a" "b"', " 1 2", "\\", "}{"]
+    for _ in range(2000):
+        text = json.dumps(value(), ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 1]))
+        assert not junk(text.encode()), text
+        assert junk((text + rng.choice(strays)).encode()), text

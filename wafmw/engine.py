@@ -50,7 +50,9 @@ from .sieve import (
     BODY_KINDS,
     FIRST_HEADER_PART,
     HEAD_KINDS,
-    QUOTE_STAND_IN,
+    JSON_JUNK_ENTRY,
+    JSON_JUNK_SOURCE,
+    STAND_INS,
     Flagged,
     Sieve,
     SieveEntry,
@@ -412,6 +414,7 @@ class Engine:
         # A JSON body's quotes are scanned as a stand-in when every pattern on the raw body
         # can be made to match it (see Sieve.scan_body).
         stand_in = body
+        files_direct: list[tuple[int, CompiledFilter]] = []
         for gi, group in enumerate(self.groups):
             plan = plan_group(group.chain)
             if plan is None:
@@ -428,6 +431,12 @@ class Engine:
             for cf in group.set_filters:
                 if not _reads_phase(cf.rule, body):
                     continue
+                if body and cf.files_only:
+                    # File names exist only in multipart bodies, which are rare: checked there
+                    # directly, they cost other bodies nothing. In the set, their quote and
+                    # control-character classes woke on every JSON body's quotes.
+                    files_direct.append((gi, cf))
+                    continue
                 source = _set_pattern(cf)
                 if source is None or not _sievable(cf.rule, kinds, body):
                     if units:
@@ -439,7 +448,8 @@ class Engine:
                         stand_in = False
                     else:
                         try:
-                            pattern = tolerating(pattern, '"', QUOTE_STAND_IN.decode())
+                            for char, stand_in_char in STAND_INS.items():
+                                pattern = tolerating(pattern, char, stand_in_char)
                         except ValueError:
                             stand_in = False
                 sources.append(pattern)
@@ -464,6 +474,10 @@ class Engine:
                 sources.append(pattern)
                 entries.append(SieveEntry(gi, cf))
                 skippable.add(cf)
+        if body and stand_in:
+            sources, entries = members.setdefault((), ([], []))
+            sources.append(JSON_JUNK_SOURCE)
+            entries.append(JSON_JUNK_ENTRY)
         try:
             passes, separator = compile_passes(members)
         except re2.error:
@@ -476,7 +490,8 @@ class Engine:
             if gi not in unsieved
         )
         sieve = Sieve(passes, separator, folds, frozenset(unsieved), frozenset(skippable))
-        sieve.quote_stand_in = stand_in and separator != QUOTE_STAND_IN
+        sieve.quote_stand_in = stand_in and separator.decode() not in STAND_INS.values()
+        sieve.files_direct = tuple(files_direct)
         return sieve
 
     def forget(self) -> None:
@@ -523,13 +538,17 @@ class Engine:
         if sieve is not None:
             whole = set(sieve.unsieved)
             found = sieve.scan_body(view) if body else sieve.scan_head(view)
-            files = not body or _has_files(view)
             for entry, parts in found.items():
                 cf = entry.filter
                 if cf is None:
                     whole.add(entry.group)
-                elif files or not cf.files_only:  # file-name rules have nothing to read
+                else:
                     flagged.setdefault(entry.group, {})[cf] = parts
+            if body and sieve.files_direct and _has_files(view):
+                # The file-name filters the sieve does not scan for: checked wherever a body
+                # holds files, in their place among the flagged ones.
+                for gi, cf in sieve.files_direct:
+                    flagged.setdefault(gi, {})[cf] = []
         if not body and self._by_signature:
             matches.extend(self._signature_matches(view, deadline))
         if sieve is not None and not flagged and not whole:

@@ -122,7 +122,9 @@ def tolerating(pattern: str, char: str, stand_in: str) -> str:
     if "\\Q" in pattern:
         raise ValueError("\\Q...\\E quoting is not rewritten")
     code = ord(char)
-    spelled = {char, "\\" + char, f"\\x{code:02x}", f"\\x{code:02X}", f"\\x{{{code:x}}}"}
+    spelled = {"\\" + char, f"\\x{code:02x}", f"\\x{code:02X}", f"\\x{{{code:x}}}"}
+    if char != "\\":  # a lone backslash is no atom: it always begins an escape
+        spelled.add(char)
     sub = f"\\x{ord(stand_in):02x}"
     out: list[str] = []
     i, n = 0, len(pattern)

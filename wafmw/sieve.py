@@ -32,7 +32,7 @@ from typing import Any
 
 import re2
 
-from .body import is_json, is_xml
+from .body import JSON_HARD_DEPTH, is_json, is_xml
 from .model import Target
 from .patterns import anchored_at_delimiters, re2_options
 from .request import RequestView
@@ -176,16 +176,59 @@ def looks_benign(pattern: str) -> bool:
 PART_MEMORY = 8192
 PART_MAX_BYTES = 512
 
-# What a JSON body's quotes become in the body sieve's text: a control character that is no
-# joining character the sieve picks, no whitespace, and a delimiter of values.
+# What a JSON body's quotes and backslashes become in the body sieve's text: a control
+# character that is no joining character the sieve picks, no whitespace, and a delimiter of
+# values. Both are JSON's own syntax there (a value's quote or backslash is escaped, and the
+# body is then scanned parsed too): as they are, they would wake the rules that look for a
+# quote, and the triggers that look for a backslash, on every such body.
 QUOTE_STAND_IN = b"\x1a"
+BACKSLASH_STAND_IN = b"\x1b"
+STAND_INS = {'"': QUOTE_STAND_IN.decode(), "\\": BACKSLASH_STAND_IN.decode()}
+
+
+def _json_junk() -> Any:
+    """A pattern that matches, from the start, a body whose quotes and backslashes were stood
+    in and which is not lexically JSON: outside the strings a character or word JSON never has
+    there, or a string holding a raw control character or a bad escape, or never ending. Exact
+    for valid UTF-8 (RE2 matches no invalid byte at all), except that numbers are only checked
+    for their characters. Two values with nothing between them are found; other tokens in an
+    order JSON does not allow (a colon in an array, a key without a value, brackets that do
+    not pair) are not: that needs the parser."""
+    q, b = "\\x1a", "\\x1b"
+    plain = r"\t\n\r {}\[\],:0-9.eE+\-"  # whitespace, syntax and the characters of numbers
+    char = rf"[^\x00-\x1f]|{b}(?:[{q}{b}/bfnrt]|u[0-9a-fA-F]{{4}})"
+    tokens = rf"\A(?:[{plain}]|true|false|null|{q}(?:{char})*{q})*"
+    # After valid tokens: a stray character, a word that is not a literal, or a string cut
+    # short (by the end, a control character other than its closing quote, or a backslash
+    # with no valid escape after it).
+    stray = rf"[^{plain}tfn{q}]"
+    word = (
+        r"t(?:\z|[^r]|r(?:\z|[^u]|u(?:\z|[^e])))"
+        r"|f(?:\z|[^a]|a(?:\z|[^l]|l(?:\z|[^s]|s(?:\z|[^e]))))"
+        r"|n(?:\z|[^u]|u(?:\z|[^l]|l(?:\z|[^l])))"
+    )
+    bad_escape = rf"{b}(?:[^{q}{b}/bfnrtu]|u[0-9a-fA-F]{{0,3}}(?:[^0-9a-fA-F]|\z)|\z)"
+    cut = rf"\z|[\x00-\x19\x1c-\x1f]|{bad_escape}"
+    # Or two values with no comma or colon between them ("x" "y", 1 2, ]{).
+    start = rf"[{q}tfn\[{{0-9\-]"
+    ended = rf"(?:{q}(?:{char})*{q}|true|false|null|[\]}}])[\t\n\r ]*{start}"
+    number = rf"[0-9.eE+\-](?:[\t\n\r ]+{start}|[{q}tfn\[{{])"
+    junk = rf"{tokens}(?:{stray}|{word}|{ended}|{number}|{q}(?:{char})*(?:{cut}))"
+    return re2.compile(junk, re2_options())
+
+
+_JSON_JUNK = _json_junk()
+# The same pattern as a member of the body's raw pass, so that a JSON body scanned as it is
+# (ASCII, no escape, nothing appended) learns whether it lexes in the same scan.
+JSON_JUNK_SOURCE: str = _JSON_JUNK.pattern
+JSON_JUNK_ENTRY = SieveEntry(-1, None)
 
 # Where each part of the head text comes from: 0 the method and HTTP version, 1 the path (when
 # it differs from the raw path), 2 the raw path and query; then, for header k, 3 + 2k its name
 # and 4 + 2k its value.
 _URI_PART = 2
 _CMDLINE = ("cmdline",)
-_QUOTES_STOOD_IN = bytes.maketrans(b'"', QUOTE_STAND_IN)
+_JSON_SYNTAX_STOOD_IN = bytes.maketrans(b'"\\', QUOTE_STAND_IN + BACKSLASH_STAND_IN)
 _REQUEST_LINE_PARTS = 3
 FIRST_HEADER_PART = _REQUEST_LINE_PARTS
 _FIRST_HEADER_KEY = _REQUEST_LINE_PARTS  # in scan_head's keys, header k is at 3 + k
@@ -221,6 +264,9 @@ class Sieve:
     parts_seen: dict[Any, Any] = field(default_factory=dict)
     # Whether a JSON body's quotes may be scanned as QUOTE_STAND_IN (the body sieve).
     quote_stand_in: bool = False
+    # (group index, filter) of the body's file-name filters, which the sieve does not scan
+    # for: the engine checks them directly on a body that can hold files.
+    files_direct: tuple[tuple[int, Any], ...] = ()
 
     def scan_head(self, view: RequestView) -> Flagged:
         """What the sieve flags in the request head, and in which parts."""
@@ -325,18 +371,50 @@ class Sieve:
             if b"%" in body or b"+" in body:
                 extra = self._parsed(view)
         elif is_json(media_type):
+            stood_in = body.translate(_JSON_SYNTAX_STOOD_IN) if self.quote_stand_in else None
+            # JSON's own quotes and escapes would wake every rule that looks for a quote and
+            # every trigger that looks for a backslash; in a body that parses, the values hold
+            # neither (the parsed ones are scanned when escapes could hide one), and rules on
+            # the raw body were made to match the stand-ins too (tolerating()). A body that
+            # does not parse is read by the rules as raw text, so it is scanned as it is.
             if b"\\" in body:
                 extra = self._parsed(view)
-            if self.quote_stand_in:
-                # JSON's own quotes would wake every rule that looks for a quote; the values
-                # hold none (the parsed ones are scanned when escapes could hide one), and
-                # rules on the raw body were made to match the stand-in too (tolerating()).
-                body = body.translate(_QUOTES_STOOD_IN)  # twice as fast as replace()
+            elif stood_in is not None and self._as_is(body):
+                found = self._run(stood_in, None)
+                if JSON_JUNK_ENTRY not in found:  # it lexes: the usual case, one scan
+                    return {entry: [] for entry in found}
+                stood_in = None  # it does not: scanned as the rules read it, below
+            if stood_in is not None and self._parses(view, body, stood_in):
+                body = stood_in
         elif is_xml(media_type):
             # Entities, character references and CDATA make XML values differ from the raw
             # text; parsing is what finds them, so the parsed values are always scanned too.
             extra = self._parsed(view)
-        return {entry: [] for entry in self._run(body, extra)}
+        return {entry: [] for entry in self._run(body, extra) if entry is not JSON_JUNK_ENTRY}
+
+    @staticmethod
+    def _as_is(body: bytes) -> bool:
+        """Whether a JSON body without escapes is scanned as it is (nothing appended to it),
+        and lexing is all it takes to know that it parses (its nesting cannot be too deep)."""
+        return (
+            body.isascii()
+            and b"%" not in body
+            and body.count(b"[") + body.count(b"{") <= JSON_HARD_DEPTH
+        )
+
+    @staticmethod
+    def _parses(view: RequestView, body: bytes, stood_in: bytes) -> bool:
+        """Whether a JSON body parses, as the rules will read it: by the parser where it runs
+        anyway (escapes make the sieve scan the parsed values) or where only it can tell (a
+        nesting that could be too deep, bytes that are not UTF-8); else lexically, by one RE2
+        scan, which takes a body whose tokens come in an invalid order for JSON."""
+        if (
+            b"\\" in body
+            or body.count(b"[") + body.count(b"{") > JSON_HARD_DEPTH
+            or not (body.isascii() or _utf8(body))
+        ):
+            return not view.parsed_body.parse_error
+        return _JSON_JUNK.search(stood_in) is None
 
     def _run(self, text: bytes, extra: str | None) -> list[SieveEntry]:
         text = self._finish(text, extra)
@@ -380,6 +458,14 @@ class Sieve:
         if self.folds and not s.isascii():
             s = s + sep + s.lower()
         return s.encode("utf-8", "replace")
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def sieve_pattern(source: str, chain: Sequence[str], *, body: bool) -> str:
@@ -441,7 +527,12 @@ def compile_passes(
         if ch == "\x00":
             continue
         probes = [p.encode() for p in (ch, ch * 3, f"a{ch}a", f"a {ch} a", f"1{ch}1")]
-        if not any(p.scanner.Match(probe) for p in passes for probe in probes):
+        if not any(
+            p.entries[i] is not JSON_JUNK_ENTRY
+            for p in passes
+            for probe in probes
+            for i in p.scanner.Match(probe) or ()
+        ):
             return passes, ch.encode()
     return passes, b"\x01"
 
