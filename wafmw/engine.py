@@ -533,15 +533,22 @@ class Engine:
         # The filters the sieve flagged, per group, with the head parts that flagged each, and
         # the groups it cannot speak for this time (a trigger fired): those run their own scan.
         flagged: dict[int, dict[CompiledFilter, list[int]]] = {}
-        whole: frozenset[int] | set[int] = frozenset()
+        # Groups to scan on their own, each with the kinds of target whose values a trigger
+        # could have changed (None: all of them; the sieve's flags speak for the others).
+        whole: dict[int, frozenset[str] | None] = {}
         found: Flagged = {}
         if sieve is not None:
-            whole = set(sieve.unsieved)
+            whole = dict.fromkeys(sieve.unsieved)
             found = sieve.scan_body(view) if body else sieve.scan_head(view)
             for entry, parts in found.items():
                 cf = entry.filter
                 if cf is None:
-                    whole.add(entry.group)
+                    gi = entry.group
+                    kinds = None if body else _kinds_of_parts(parts)
+                    if gi in whole:
+                        known = whole[gi]
+                        kinds = None if known is None or kinds is None else known | kinds
+                    whole[gi] = kinds
                 else:
                     flagged.setdefault(entry.group, {})[cf] = parts
             if body and sieve.files_direct and _has_files(view):
@@ -566,16 +573,21 @@ class Engine:
             units = group.body_units if body else group.head_units
             hits = flagged.get(gi, no_hits)
             if group.scanner is not None and units:
-                if sieve is None or gi in whole:
+                if sieve is None or whole.get(gi, _NOT_WHOLE) is None:
                     self._scan(group, units, view, deadline, matches, body=body)
+                elif gi in whole:
+                    self._scan_some(group, units, whole[gi], hits, view, deadline, matches)
                 elif hits:
                     # In the order of the rule files, as the group's own scan would report them.
                     for cf in sorted(hits, key=_position):
                         if cf.scanned:
                             self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
-            skippable = sieve.skippable if sieve is not None and gi not in whole else ()
+            # The sieve speaks for a direct filter unless the group's trigger fired in a part
+            # holding something it reads.
+            partial = whole.get(gi, _NOT_WHOLE)
+            skippable = sieve.skippable if sieve is not None and partial is not None else ()
             for cf in group.direct_body if body else group.direct_rest:
-                if cf in skippable:
+                if cf in skippable and partial is not None and not _reads_any(cf, partial):
                     if cf in hits:
                         self._confirm(cf, view, deadline, matches, body=body, parts=hits[cf])
                 else:
@@ -625,6 +637,14 @@ class Engine:
         *,
         body: bool,
     ) -> None:
+        for index in sorted(self._scan_hits(group, units, view)):
+            self._confirm(group.set_filters[index], view, deadline, matches, body=body)
+
+    @staticmethod
+    def _scan_hits(group: ChainGroup, units: tuple[Target, ...], view: RequestView) -> list[int]:
+        """The indices of the group's set filters its own scan finds in these targets."""
+        if not units:
+            return []
         if group.per_value:
             joined = group.separator.join(
                 view.transformed(value, group.per_value)
@@ -636,12 +656,31 @@ class Engine:
         # Local transforms give the same text once over the join as value by value.
         text = view.transformed(joined, group.on_joined)
         if not text:
-            return
-        hits = group.scanner.Match(text)
-        if not hits:
-            return
-        for index in sorted(hits):
-            self._confirm(group.set_filters[index], view, deadline, matches, body=body)
+            return []
+        return group.scanner.Match(text) or []
+
+    def _scan_some(
+        self,
+        group: ChainGroup,
+        units: tuple[Target, ...],
+        kinds: frozenset[str] | None,
+        hits: dict[CompiledFilter, list[int]],
+        view: RequestView,
+        deadline: float,
+        matches: list[Match],
+    ) -> None:
+        """A head group whose trigger fired only in some parts: its own scan over the targets
+        those parts hold, the sieve's flags for the rest; each filter found either way is
+        confirmed once, on every target it reads, in the order of the rule files."""
+        scanned = tuple(
+            u for u in units if kinds is None or u.kind in kinds or u.kind not in _PART_KINDS
+        )
+        found = {group.set_filters[i] for i in self._scan_hits(group, scanned, view)}
+        for cf in sorted(found | hits.keys(), key=_position):
+            if cf in found:
+                self._confirm(cf, view, deadline, matches, body=False)
+            elif cf.scanned:
+                self._confirm(cf, view, deadline, matches, body=False, parts=hits[cf])
 
     def _confirm(
         self,
@@ -935,6 +974,37 @@ def _names_probe(names: set[bytes]) -> re.Pattern[bytes] | None:
 
 def _position(cf: CompiledFilter) -> int:
     return cf.position
+
+
+# The kinds of head target each part of the sieve's head text holds: the request line's
+# parts (method and version, path, raw path and query) and the headers' (names and values).
+_REQUEST_LINE_KINDS = frozenset(
+    {"method", "http_version", "path", "raw_path", "query", "uri", "args", "args_names"}
+)
+_HEADER_KINDS = frozenset({"headers", "header_names", "cookies", "cookie_names"})
+_PART_KINDS = _REQUEST_LINE_KINDS | _HEADER_KINDS  # a kind not here is always scanned
+# whole.get()'s answer for a group not scanned on its own (a set no kind is in).
+_NOT_WHOLE: frozenset[str] = frozenset({"(not scanned on its own)"})
+
+
+def _kinds_of_parts(parts: list[int]) -> frozenset[str] | None:
+    """The head target kinds whose values the given parts of the head text hold (None: any,
+    when a trigger's parts are not known)."""
+    if not parts:
+        return None
+    kinds: frozenset[str] = frozenset()
+    if any(i < FIRST_HEADER_PART for i in parts):
+        kinds |= _REQUEST_LINE_KINDS
+    if any(i >= FIRST_HEADER_PART for i in parts):
+        kinds |= _HEADER_KINDS
+    return kinds
+
+
+def _reads_any(cf: CompiledFilter, kinds: frozenset[str]) -> bool:
+    """Whether a filter reads a head target of these kinds (or one the parts do not map)."""
+    return any(
+        t.kind in kinds or t.kind not in _PART_KINDS for t in cf.rule.targets if not t.needs_body
+    )
 
 
 def _has_files(view: RequestView) -> bool:

@@ -380,7 +380,7 @@ class Sieve:
             if b"\\" in body:
                 extra = self._parsed(view)
             elif stood_in is not None and self._as_is(body):
-                found = self._run(stood_in, None)
+                found = self._run(stood_in, None, finished=True)  # _as_is: nothing to append
                 if JSON_JUNK_ENTRY not in found:  # it lexes: the usual case, one scan
                     return {entry: [] for entry in found}
                 stood_in = None  # it does not: scanned as the rules read it, below
@@ -416,8 +416,11 @@ class Sieve:
             return not view.parsed_body.parse_error
         return _JSON_JUNK.search(stood_in) is None
 
-    def _run(self, text: bytes, extra: str | None) -> list[SieveEntry]:
-        text = self._finish(text, extra)
+    def _run(self, text: bytes, extra: str | None, *, finished: bool = False) -> list[SieveEntry]:
+        """The entries the passes flag in `text` (with `extra`); `finished`: the text is known
+        to need no copies appended (see _finish), so it is not looked through again."""
+        if not finished:
+            text = self._finish(text, extra)
         flagged: list[SieveEntry] = []
         for sieve_pass in self.passes:
             subject = text
