@@ -170,8 +170,22 @@ def test_absurd_nesting_neither_raises_nor_recurses(opener: bytes) -> None:
         closed = parse_body(JSON, b"[" * 100_000 + b"]" * 100_000, LIMITS)
     finally:
         sys.setrecursionlimit(limit)
-    assert parsed.kind == "raw" and parsed.parse_error and parsed.truncated
-    assert closed.kind == "raw" and closed.parse_error and closed.truncated
+    # Too deep to parse: read as its strings (none in the first; "a", up to max_fields, in
+    # the second), truncated, not a parse error.
+    assert parsed.kind == "json" and parsed.truncated and not parsed.parse_error
+    assert parsed.fields == (() if opener == b"[" else (("", "a"),) * LIMITS.max_fields)
+    assert closed.kind == "json" and closed.truncated and closed.fields == ()
+
+
+def test_a_document_too_deep_to_parse_is_read_as_its_strings() -> None:
+    """Nested past the hard depth, a document cannot be parsed; each string in it, however
+    deep, is still inspected (escapes decoded); a bad escape makes it raw text after all."""
+    body = b'{"q": "top", "n": ' + b"[" * 600 + b'"\\u0027 or 1=1 --"' + b"]" * 600 + b"}"
+    parsed = parse_body(JSON, body, LIMITS)
+    assert parsed.kind == "json" and parsed.truncated and not parsed.parse_error
+    assert parsed.fields == (("", "q"), ("", "top"), ("", "n"), ("", "' or 1=1 --"))
+    bad = parse_body(JSON, b"[" * 600 + b'"\\x"' + b"]" * 600, LIMITS)
+    assert bad.kind == "raw" and bad.parse_error
 
 
 def test_moderate_nesting_is_parsed_and_bounded_by_depth() -> None:

@@ -430,6 +430,10 @@ def test_a_body_that_says_json_but_does_not_parse_is_scanned_as_the_rules_read_i
         assert _matches(quote_sieved, scope, data) == _matches(quote_plain, scope, data), data
         if b'"' in data:  # it does not parse, so the raw text, quotes and all, is read
             assert _matches(quote_plain, scope, data) == [(2, "body")]
+    # Valid, but too deep to parse: read as its strings, which the sieve scans as they are.
+    deep = b'{"n": ' + b"[" * 600 + b'"1\\u0027 or \\u00271\\u0027=\\u00271"' + b"]" * 600 + b"}"
+    scope = post_scope("/api", deep, "application/json")
+    assert _matches(sieved, scope, deep) == _matches(plain, scope, deep) != []
 
 
 def test_the_json_lexer_passes_every_valid_document_and_stops_stray_tokens() -> None:

@@ -141,6 +141,9 @@ JSON_HARD_DEPTH = 500
 _JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _JSON_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
 _JSON_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
+# JSON's tokens other than its syntax (numbers only by their characters), and its syntax.
+_JSON_TOKEN_RE = re.compile(_JSON_STRING_RE.pattern + r"|true|false|null|[0-9.eE+\-]+", re.DOTALL)
+_JSON_ONLY_SYNTAX_RE = re.compile(r"[\s\[\]{}:,]*")
 
 
 def _json_too_deep(text: str) -> bool:
@@ -153,6 +156,26 @@ def _json_too_deep(text: str) -> bool:
     return max(accumulate(map(_JSON_DELTA.__getitem__, brackets)), default=0) > JSON_HARD_DEPTH
 
 
+def _json_strings(raw: str, text: str, limits: BodyLimits) -> ParsedBody:
+    """A document nested too deep to parse: if it is made of JSON's tokens, each of its
+    strings is a value (up to max_fields, without a name, since where it sits is not known)
+    and the document is truncated, like one nested deeper than json_max_depth; else it is raw
+    text with a parse error, as any body that is not JSON. Not a parse error for being deep:
+    then the raw text, quotes and all, would be the value, and the body sieve, which does not
+    parse, would have to count the nesting of every large document to know."""
+    if not _JSON_ONLY_SYNTAX_RE.fullmatch(_JSON_TOKEN_RE.sub(" ", text)):
+        return _raw(raw, parse_error=True, truncated=True)  # not even JSON's tokens
+    fields: list[tuple[str, str]] = []
+    for m in _JSON_STRING_RE.finditer(text):
+        if len(fields) >= limits.max_fields:
+            break
+        try:
+            fields.append(("", json.loads(m.group())))
+        except ValueError:  # a bad escape: not JSON after all
+            return _raw(raw, parse_error=True, truncated=True)
+    return ParsedBody("json", tuple(fields), (), (), raw, parse_error=False, truncated=True)
+
+
 def _keep_text(text: str) -> str:
     return text
 
@@ -160,7 +183,7 @@ def _keep_text(text: str) -> str:
 def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
     text = raw[1:] if raw.startswith("\ufeff") else raw
     if _json_too_deep(text):
-        return _raw(raw, parse_error=True, truncated=True)
+        return _json_strings(raw, text, limits)
     try:
         # Numbers stay as their JSON text: no float formatting drift, and no ValueError from
         # int() on thousands of digits. NaN/Infinity likewise.

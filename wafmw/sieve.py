@@ -32,7 +32,7 @@ from typing import Any
 
 import re2
 
-from .body import JSON_HARD_DEPTH, is_json, is_xml
+from .body import is_json, is_xml
 from .model import Target
 from .patterns import anchored_at_delimiters, re2_options
 from .request import RequestView
@@ -394,25 +394,18 @@ class Sieve:
 
     @staticmethod
     def _as_is(body: bytes) -> bool:
-        """Whether a JSON body without escapes is scanned as it is (nothing appended to it),
-        and lexing is all it takes to know that it parses (its nesting cannot be too deep)."""
-        return (
-            body.isascii()
-            and b"%" not in body
-            and body.count(b"[") + body.count(b"{") <= JSON_HARD_DEPTH
-        )
+        """Whether a JSON body without escapes is scanned as it is (nothing appended to it):
+        then the lexer in the same scan tells whether the rules will read it as JSON."""
+        return body.isascii() and b"%" not in body
 
     @staticmethod
     def _parses(view: RequestView, body: bytes, stood_in: bytes) -> bool:
         """Whether a JSON body parses, as the rules will read it: by the parser where it runs
-        anyway (escapes make the sieve scan the parsed values) or where only it can tell (a
-        nesting that could be too deep, bytes that are not UTF-8); else lexically, by one RE2
-        scan, which takes a body whose tokens come in an invalid order for JSON."""
-        if (
-            b"\\" in body
-            or body.count(b"[") + body.count(b"{") > JSON_HARD_DEPTH
-            or not (body.isascii() or _utf8(body))
-        ):
+        anyway (escapes make the sieve scan the parsed values) or where only it can tell
+        (bytes that are not UTF-8); else lexically, by one RE2 scan, which takes a body whose
+        tokens come in an order JSON does not allow (see _json_junk) for JSON. How deep it
+        nests does not matter: one too deep to parse is read as its strings (body.py)."""
+        if b"\\" in body or not (body.isascii() or _utf8(body)):
             return not view.parsed_body.parse_error
         return _JSON_JUNK.search(stood_in) is None
 
