@@ -242,25 +242,30 @@ def measure(
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def part_rules(tmp: Path) -> dict[str, list[str]]:
+    """Rule files for each part of wafmw alone (written into `tmp`), and for everything."""
+    empty = tmp / "empty.yaml"
+    empty.write_text("wafmw: 1\nfilters: []\n")
+    bots = tmp / "bots.yaml"
+    bots.write_text("wafmw: 1\nfilters: []\nbots: {}\n")
+    top = yaml.safe_load(SHIPPED_RULES.read_text())
+    top.pop("bots", None)
+    top["include"] = [str(SHIPPED_RULES.parent / name) for name in top.get("include", [])]
+    filters = tmp / "filters.yaml"
+    filters.write_text(yaml.safe_dump(top, sort_keys=False))
+    return {
+        "no rules": [str(empty)],
+        "rate limit only": [str(empty), str(RATE_LIMIT)],
+        "bots only": [str(bots)],
+        "filters only": [str(filters)],
+        "everything": [str(SHIPPED_RULES), str(RATE_LIMIT)],
+    }
+
+
 def measure_parts(args: argparse.Namespace) -> None:
     """The benign GET and 2 KB POST through each part of wafmw alone, in one run."""
     with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp) / "empty.yaml"
-        empty.write_text("wafmw: 1\nfilters: []\n")
-        bots = Path(tmp) / "bots.yaml"
-        bots.write_text("wafmw: 1\nfilters: []\nbots: {}\n")
-        top = yaml.safe_load(SHIPPED_RULES.read_text())
-        top.pop("bots", None)
-        top["include"] = [str(SHIPPED_RULES.parent / name) for name in top.get("include", [])]
-        filters = Path(tmp) / "filters.yaml"
-        filters.write_text(yaml.safe_dump(top, sort_keys=False))
-        parts: dict[str, list[str]] = {
-            "no rules": [str(empty)],
-            "rate limit only": [str(empty), str(RATE_LIMIT)],
-            "bots only": [str(bots)],
-            "filters only": [str(filters)],
-            "everything": [str(SHIPPED_RULES), str(RATE_LIMIT)],
-        }
+        parts = part_rules(Path(tmp))
         configs: dict[str, Any] = {"bare": bare_app()}
         configs.update({name: WAFMiddleware(bare_app(), rules=r) for name, r in parts.items()})
     cases = {k: v for k, v in make_cases().items() if k in ("benign GET", "2 KB JSON POST")}

@@ -1,0 +1,124 @@
+"""Instructions per request under callgrind: a figure that machine noise does not move.
+
+    python benchmarks/instructions.py [--requests 2000] [--parts]
+
+The wall clock on a shared 2-core machine drifts by tens of percent from run to run;
+instructions executed do not. Each configuration and case of benchmarks/inprocess.py (the
+bare app, wafmw with the default ruleset plus one rate limit, and with --parts each part
+alone) runs in its own process under `valgrind --tool=callgrind`, counting only while
+`--requests` requests run, once 1,000 have warmed the app up. Printed: instructions per
+request and what wafmw adds to the bare app. Needs valgrind and a C compiler with valgrind's
+headers (Debian: valgrind, gcc); the counting switch is a few lines of C built at start.
+Instructions are not time (cache misses and branch mispredictions cost time and are not
+counted): use this to compare changes, inprocess.py for what users will see.
+Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import inprocess
+
+SWITCH = """
+#include <valgrind/callgrind.h>
+void start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_ZERO_STATS; }
+void stop(void) { CALLGRIND_DUMP_STATS; CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+CASES = ("benign GET", "2 KB JSON POST")
+WARM_UP = 1000
+
+
+def child(switch: str, config: str, case: str, requests: int) -> None:
+    """Inside valgrind: build the app, warm it up, count `requests` requests."""
+    logging.getLogger("wafmw").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = inprocess.part_rules(Path(tmp))
+        from wafmw import WAFMiddleware
+
+        app = (
+            inprocess.bare_app()
+            if config == "bare"
+            else WAFMiddleware(inprocess.bare_app(), rules=configs[config])
+        )
+    scope, body = inprocess.make_cases()[case]
+    run = inprocess.make_runner(app, [scope], body, 1000)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(run(WARM_UP))
+    counter = ctypes.CDLL(switch)
+    counter.start()
+    loop.run_until_complete(run(requests))
+    counter.stop()
+
+
+def count(switch: str, config: str, case: str, requests: int, tmp: Path) -> float:
+    out = tmp / f"{config}-{case}".replace(" ", "_")
+    subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}.%p",
+            sys.executable,
+            __file__,
+            "--child",
+            switch,
+            config,
+            case,
+            str(requests),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    dump = next(tmp.glob(f"{out.name}.*.1"))  # the dump taken at stop()
+    for line in dump.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1]) / requests
+    raise RuntimeError(f"no totals in {dump}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--parts", action="store_true", help="each part of wafmw alone too")
+    args = parser.parse_args()
+    configs = ["bare", "everything"]
+    if args.parts:
+        configs[1:1] = ["no rules", "rate limit only", "bots only", "filters only"]
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        switch = tmp / "switch.so"
+        (tmp / "switch.c").write_text(SWITCH)
+        subprocess.run(
+            ["gcc", "-O2", "-shared", "-fPIC", "-o", str(switch), str(tmp / "switch.c")],
+            check=True,
+        )
+        print(f"instructions per request under callgrind, {args.requests} requests each")
+        print(f"{'configuration':18} " + " ".join(f"{case:>24}" for case in CASES))
+        bare: dict[str, float] = {}
+        for config in configs:
+            cells = []
+            for case in CASES:
+                n = count(str(switch), config, case, args.requests, tmp)
+                if config == "bare":
+                    bare[case] = n
+                    cells.append(f"{n / 1000:10.1f}k{'':13}")
+                else:
+                    cells.append(f"{n / 1000:10.1f}k {(n - bare[case]) / 1000:+9.1f}k   ")
+            print(f"{config:18} " + " ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
