@@ -411,8 +411,8 @@ class Engine:
         members: dict[tuple[str, ...], tuple[list[str], list[SieveEntry]]] = {}
         unsieved: set[int] = set()
         skippable: set[Any] = set()
-        # A JSON body's quotes are scanned as a stand-in when every pattern on the raw body
-        # can be made to match it (see Sieve.scan_body).
+        # A JSON body's quotes and backslashes are scanned as stand-ins when every pattern on
+        # the raw body can be made to match them (see Sieve.scan_body).
         stand_in = body
         files_direct: list[tuple[int, CompiledFilter]] = []
         for gi, group in enumerate(self.groups):

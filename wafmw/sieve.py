@@ -262,7 +262,7 @@ class Sieve:
     # What each head part held: by bytes for the request line parts, by (name, value) for
     # headers (see scan_head).
     parts_seen: dict[Any, Any] = field(default_factory=dict)
-    # Whether a JSON body's quotes may be scanned as QUOTE_STAND_IN (the body sieve).
+    # Whether a JSON body's quotes and backslashes may be scanned as their STAND_INS.
     quote_stand_in: bool = False
     # (group index, filter) of the body's file-name filters, which the sieve does not scan
     # for: the engine checks them directly on a body that can hold files.
@@ -402,8 +402,8 @@ class Sieve:
     def _parses(view: RequestView, body: bytes, stood_in: bytes) -> bool:
         """Whether a JSON body parses, as the rules will read it: by the parser where it runs
         anyway (escapes make the sieve scan the parsed values) or where only it can tell
-        (bytes that are not UTF-8); else lexically, by one RE2 scan, which takes a body whose
-        tokens come in an order JSON does not allow (see _json_junk) for JSON. How deep it
+        (bytes that are not UTF-8); else lexically, by one RE2 scan (which takes for JSON a
+        body whose tokens come in an order JSON does not allow, see _json_junk). How deep it
         nests does not matter: one too deep to parse is read as its strings (body.py)."""
         if b"\\" in body or not (body.isascii() or _utf8(body)):
             return not view.parsed_body.parse_error
