@@ -512,3 +512,32 @@ def test_a_trigger_in_one_part_rescans_the_targets_it_holds_and_trusts_the_sieve
     browser = [("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"), ("accept", "*/*")]
     _matches(sieved, http_scope("/p?a=1&notify=1", headers=browser), b"")
     assert scanned and all("headers" not in kinds for kinds in scanned)
+
+
+def test_the_strings_with_escapes_are_found_decoded_and_only_they() -> None:
+    """A JSON body with escapes is scanned with its escaped strings decoded beside it, found
+    by a search from each quote (no parse): every such string, key or value, and no other."""
+    sieve = Engine(load_rules([RULES])).body_sieve
+    assert sieve is not None
+    rng = random.Random(11)
+    words = ["plain", 'say "hi"', "C:\\dir", "caf\u00e9", "a/b", "tab\there", "\u2603", "", "x"]
+    for _ in range(500):
+        doc = {
+            rng.choice(words) + str(i): rng.choice([rng.choice(words), [rng.choice(words)]])
+            for i in range(rng.randrange(1, 6))
+        }
+        ascii_only = rng.random() < 0.5
+        text = json.dumps(doc, ensure_ascii=ascii_only)
+        if rng.random() < 0.3:
+            text = text.replace("/", "\\/")
+        strings: list[str] = []
+        for key, value in doc.items():
+            strings += [key, *(value if isinstance(value, list) else [value])]
+        expected = [s for s in strings if "\\" in json.dumps(s, ensure_ascii=ascii_only)]
+        if "\\/" in text:
+            expected = [
+                s for s in strings if "\\" in json.dumps(s, ensure_ascii=ascii_only) or "/" in s
+            ]
+        found = sieve._escaped_strings(text.encode())
+        parts = found.split(sieve.separator.decode()) if found else []
+        assert sorted(parts) == sorted(expected), text

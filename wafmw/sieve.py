@@ -26,6 +26,8 @@ where targets, transforms, exclusions and detectors are resolved exactly.
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -377,15 +379,24 @@ class Sieve:
             # neither (the parsed ones are scanned when escapes could hide one), and rules on
             # the raw body were made to match the stand-ins too (tolerating()). A body that
             # does not parse is read by the rules as raw text, so it is scanned as it is.
-            if b"\\" in body:
-                extra = self._parsed(view)
-            elif stood_in is not None and self._as_is(body):
+            escaped = b"\\" in body
+            if stood_in is None:
+                if escaped:
+                    extra = self._parsed(view)
+            elif not escaped and self._as_is(body):
                 found = self._run(stood_in, None, finished=True)  # _as_is: nothing to append
                 if JSON_JUNK_ENTRY not in found:  # it lexes: the usual case, one scan
                     return {entry: [] for entry in found}
-                stood_in = None  # it does not: scanned as the rules read it, below
-            if stood_in is not None and self._parses(view, body, stood_in):
+            elif (body.isascii() or _utf8(body)) and _JSON_JUNK.search(stood_in) is None:
+                # It lexes: each value is in the stood-in text, or a string with escapes,
+                # decoded here (no parse of the whole document).
+                extra = self._escaped_strings(body) if escaped else None
                 body = stood_in
+            elif not view.parsed_body.parse_error:  # bytes RE2 cannot read: the parser tells
+                extra = self._parsed(view) if escaped else None
+                body = stood_in
+            else:  # not JSON: the rules read it as raw text, scanned as it is
+                extra = self._parsed(view) if escaped else None
         elif is_xml(media_type):
             # Entities, character references and CDATA make XML values differ from the raw
             # text; parsing is what finds them, so the parsed values are always scanned too.
@@ -398,16 +409,12 @@ class Sieve:
         then the lexer in the same scan tells whether the rules will read it as JSON."""
         return body.isascii() and b"%" not in body
 
-    @staticmethod
-    def _parses(view: RequestView, body: bytes, stood_in: bytes) -> bool:
-        """Whether a JSON body parses, as the rules will read it: by the parser where it runs
-        anyway (escapes make the sieve scan the parsed values) or where only it can tell
-        (bytes that are not UTF-8); else lexically, by one RE2 scan (which takes for JSON a
-        body whose tokens come in an order JSON does not allow, see _json_junk). How deep it
-        nests does not matter: one too deep to parse is read as its strings (body.py)."""
-        if b"\\" in body or not (body.isascii() or _utf8(body)):
-            return not view.parsed_body.parse_error
-        return _JSON_JUNK.search(stood_in) is None
+    def _escaped_strings(self, body: bytes) -> str:
+        """The strings of a body that lexes as JSON that hold an escape, decoded and joined.
+        Searched from each quote, a string is only found where one begins: between strings,
+        valid JSON has no backslash, so a search from a closing quote fails at the next."""
+        sep = self.separator.decode()
+        return sep.join(json.loads(m.group()) for m in _ESCAPED_STRING.finditer(body))
 
     def _run(self, text: bytes, extra: str | None, *, finished: bool = False) -> list[SieveEntry]:
         """The entries the passes flag in `text` (with `extra`); `finished`: the text is known
@@ -454,6 +461,10 @@ class Sieve:
         if self.folds and not s.isascii():
             s = s + sep + s.lower()
         return s.encode("utf-8", "replace")
+
+
+# A JSON string holding at least one escape (see Sieve._escaped_strings).
+_ESCAPED_STRING = re.compile(rb'"[^"\\]*\\.(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def _utf8(data: bytes) -> bool:
