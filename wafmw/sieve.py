@@ -390,7 +390,10 @@ class Sieve:
             elif (body.isascii() or _utf8(body)) and _JSON_JUNK.search(stood_in) is None:
                 # It lexes: each value is in the stood-in text, or a string with escapes,
                 # decoded here (no parse of the whole document).
-                extra = self._escaped_strings(body) if escaped else None
+                if escaped:
+                    extra = self._escaped_strings(body)
+                    if extra is None:
+                        extra = self._parsed(view)
                 body = stood_in
             elif not view.parsed_body.parse_error:  # bytes RE2 cannot read: the parser tells
                 extra = self._parsed(view) if escaped else None
@@ -409,12 +412,18 @@ class Sieve:
         then the lexer in the same scan tells whether the rules will read it as JSON."""
         return body.isascii() and b"%" not in body
 
-    def _escaped_strings(self, body: bytes) -> str:
-        """The strings of a body that lexes as JSON that hold an escape, decoded and joined.
-        Searched from each quote, a string is only found where one begins: between strings,
-        valid JSON has no backslash, so a search from a closing quote fails at the next."""
-        sep = self.separator.decode()
-        return sep.join(json.loads(m.group()) for m in _ESCAPED_STRING.finditer(body))
+    def _escaped_strings(self, body: bytes) -> str | None:
+        """The strings of a body that lexes as JSON that hold an escape, decoded and joined;
+        None when there are more than _ESCAPED_STRINGS_MAX (one parse then costs less than a
+        decode per string). Searched from each quote, a string is only found where one
+        begins: between strings, valid JSON has no backslash, so a search from a closing
+        quote fails at the next quote."""
+        decoded: list[str] = []
+        for m in _ESCAPED_STRING.finditer(body):
+            if len(decoded) == _ESCAPED_STRINGS_MAX:
+                return None
+            decoded.append(json.loads(m.group()))
+        return self.separator.decode().join(decoded)
 
     def _run(self, text: bytes, extra: str | None, *, finished: bool = False) -> list[SieveEntry]:
         """The entries the passes flag in `text` (with `extra`); `finished`: the text is known
@@ -463,8 +472,10 @@ class Sieve:
         return s.encode("utf-8", "replace")
 
 
-# A JSON string holding at least one escape (see Sieve._escaped_strings).
+# A JSON string holding at least one escape (see Sieve._escaped_strings), and how many of
+# them are decoded one by one before parsing the whole document is the cheaper way.
 _ESCAPED_STRING = re.compile(rb'"[^"\\]*\\.(?:[^"\\]|\\.)*"', re.DOTALL)
+_ESCAPED_STRINGS_MAX = 64
 
 
 def _utf8(data: bytes) -> bool:
