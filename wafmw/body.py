@@ -137,7 +137,7 @@ def _parse_form(raw: str, limits: BodyLimits) -> ParsedBody:
 # json.loads recurses once per nesting level and raises RecursionError somewhere near the
 # interpreter's recursion limit, depending on the caller's stack. Documents nested deeper than
 # this are refused before json.loads sees them.
-JSON_HARD_DEPTH = 500
+_JSON_HARD_DEPTH = 500
 _JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _JSON_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
 _JSON_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
@@ -147,13 +147,13 @@ _JSON_ONLY_SYNTAX_RE = re.compile(r"[\s\[\]{}:,]*")
 
 
 def _json_too_deep(text: str) -> bool:
-    if text.count("[") + text.count("{") <= JSON_HARD_DEPTH:
+    if text.count("[") + text.count("{") <= _JSON_HARD_DEPTH:
         return False
     # Brackets inside strings do not nest; an unterminated string leaves its brackets counted,
     # which only matters for a document json.loads would refuse anyway. The running depth is
     # computed by map/accumulate/max, all in C: a Python loop over 100k brackets costs ~0.1 s.
     brackets = _JSON_NOT_BRACKET_RE.sub("", _JSON_STRING_RE.sub("", text))
-    return max(accumulate(map(_JSON_DELTA.__getitem__, brackets)), default=0) > JSON_HARD_DEPTH
+    return max(accumulate(map(_JSON_DELTA.__getitem__, brackets)), default=0) > _JSON_HARD_DEPTH
 
 
 def _json_strings(raw: str, text: str, limits: BodyLimits) -> ParsedBody:

@@ -57,6 +57,7 @@ from .sieve import (
     Sieve,
     SieveEntry,
     compile_passes,
+    kinds_of_parts,
     looks_benign,
     plan_group,
     sieve_pattern,
@@ -544,7 +545,7 @@ class Engine:
                 cf = entry.filter
                 if cf is None:
                     gi = entry.group
-                    kinds = None if body else _kinds_of_parts(parts)
+                    kinds = None if body else kinds_of_parts(parts)
                     if gi in whole:
                         known = whole[gi]
                         kinds = None if known is None or kinds is None else known | kinds
@@ -673,7 +674,7 @@ class Engine:
         those parts hold, the sieve's flags for the rest; each filter found either way is
         confirmed once, on every target it reads, in the order of the rule files."""
         scanned = tuple(
-            u for u in units if kinds is None or u.kind in kinds or u.kind not in _PART_KINDS
+            u for u in units if kinds is None or u.kind in kinds or u.kind not in HEAD_KINDS
         )
         found = {group.set_filters[i] for i in self._scan_hits(group, scanned, view)}
         for cf in sorted(found | hits.keys(), key=_position):
@@ -976,34 +977,14 @@ def _position(cf: CompiledFilter) -> int:
     return cf.position
 
 
-# The kinds of head target each part of the sieve's head text holds: the request line's
-# parts (method and version, path, raw path and query) and the headers' (names and values).
-_REQUEST_LINE_KINDS = frozenset(
-    {"method", "http_version", "path", "raw_path", "query", "uri", "args", "args_names"}
-)
-_HEADER_KINDS = frozenset({"headers", "header_names", "cookies", "cookie_names"})
-_PART_KINDS = _REQUEST_LINE_KINDS | _HEADER_KINDS  # a kind not here is always scanned
 # whole.get()'s answer for a group not scanned on its own (a set no kind is in).
 _NOT_WHOLE: frozenset[str] = frozenset({"(not scanned on its own)"})
-
-
-def _kinds_of_parts(parts: list[int]) -> frozenset[str] | None:
-    """The head target kinds whose values the given parts of the head text hold (None: any,
-    when a trigger's parts are not known)."""
-    if not parts:
-        return None
-    kinds: frozenset[str] = frozenset()
-    if any(i < FIRST_HEADER_PART for i in parts):
-        kinds |= _REQUEST_LINE_KINDS
-    if any(i >= FIRST_HEADER_PART for i in parts):
-        kinds |= _HEADER_KINDS
-    return kinds
 
 
 def _reads_any(cf: CompiledFilter, kinds: frozenset[str]) -> bool:
     """Whether a filter reads a head target of these kinds (or one the parts do not map)."""
     return any(
-        t.kind in kinds or t.kind not in _PART_KINDS for t in cf.rule.targets if not t.needs_body
+        t.kind in kinds or t.kind not in HEAD_KINDS for t in cf.rule.targets if not t.needs_body
     )
 
 

@@ -70,13 +70,12 @@ def _split(text: str | None) -> list[str]:
 # directly, the four variables cost four dictionary lookups instead of four encode-look-decode
 # round trips through the mapping on every request. Where the store is not there to read (not
 # CPython), the mapping is used.
+_ENV_NAMES = (ENV_MODE, ENV_RULES, ENV_TAGS, ENV_GROUPS)
 _ENV_STORE: dict[Any, Any] | None = getattr(os.environ, "_data", None)
 _ENV_STORE_KEYS: tuple[Any, ...] = ()
 if _ENV_STORE is not None:
     try:
-        _ENV_STORE_KEYS = tuple(
-            os.environ.encodekey(name) for name in (ENV_MODE, ENV_RULES, ENV_TAGS, ENV_GROUPS)
-        )
+        _ENV_STORE_KEYS = tuple(os.environ.encodekey(name) for name in _ENV_NAMES)
     except Exception:  # pragma: no cover - not CPython's os.environ
         _ENV_STORE = None
 
@@ -90,10 +89,7 @@ def env_clear() -> bool:
     if store is not None:
         mode, rules, tags, groups = _ENV_STORE_KEYS
         return not (mode in store or rules in store or tags in store or groups in store)
-    environ = os.environ
-    return not (
-        ENV_MODE in environ or ENV_RULES in environ or ENV_TAGS in environ or ENV_GROUPS in environ
-    )
+    return not any(name in os.environ for name in _ENV_NAMES)
 
 
 def env_key(environ: Mapping[str, str] = os.environ) -> tuple[str | None, ...]:

@@ -107,23 +107,13 @@ def _base64_text_trigger() -> str:
 TRIGGERS["base64_decode"] = _base64_text_trigger()
 
 # The request parts the head text holds; a filter joins the sieve only when it reads nothing
-# else. Each value of each of these kinds is a substring of the text.
-HEAD_KINDS = frozenset(
-    {
-        "method",
-        "http_version",
-        "path",
-        "raw_path",
-        "query",
-        "uri",
-        "args",
-        "args_names",
-        "headers",
-        "header_names",
-        "cookies",
-        "cookie_names",
-    }
+# else. Each value of each of these kinds is a substring of the text: of the request line's
+# parts (method and version, path, raw path and query) or of the headers' (names and values).
+REQUEST_LINE_KINDS = frozenset(
+    {"method", "http_version", "path", "raw_path", "query", "uri", "args", "args_names"}
 )
+HEADER_KINDS = frozenset({"headers", "header_names", "cookies", "cookie_names"})
+HEAD_KINDS = REQUEST_LINE_KINDS | HEADER_KINDS
 BODY_KINDS = frozenset({"body", "body_names", "body_raw", "files"})
 _BODY_UNITS = (Target("body"), Target("body_names"), Target("files"))
 
@@ -376,7 +366,7 @@ class Sieve:
             stood_in = body.translate(_JSON_SYNTAX_STOOD_IN) if self.quote_stand_in else None
             # JSON's own quotes and escapes would wake every rule that looks for a quote and
             # every trigger that looks for a backslash; in a body that parses, the values hold
-            # neither (the parsed ones are scanned when escapes could hide one), and rules on
+            # neither (the strings with escapes are scanned decoded beside it), and rules on
             # the raw body were made to match the stand-ins too (tolerating()). A body that
             # does not parse is read by the rules as raw text, so it is scanned as it is.
             escaped = b"\\" in body
@@ -395,11 +385,13 @@ class Sieve:
                     if extra is None:
                         extra = self._parsed(view)
                 body = stood_in
-            elif not view.parsed_body.parse_error:  # bytes RE2 cannot read: the parser tells
-                extra = self._parsed(view) if escaped else None
-                body = stood_in
-            else:  # not JSON: the rules read it as raw text, scanned as it is
-                extra = self._parsed(view) if escaped else None
+            else:
+                # Bytes RE2 cannot read, or it does not lex: the parser tells how the rules read
+                # it (as raw text, scanned as it is, when it does not parse).
+                if escaped:
+                    extra = self._parsed(view)
+                if not view.parsed_body.parse_error:
+                    body = stood_in
         elif is_xml(media_type):
             # Entities, character references and CDATA make XML values differ from the raw
             # text; parsing is what finds them, so the parsed values are always scanned too.
@@ -476,6 +468,19 @@ class Sieve:
 # them are decoded one by one before parsing the whole document is the cheaper way.
 _ESCAPED_STRING = re.compile(rb'"[^"\\]*\\.(?:[^"\\]|\\.)*"', re.DOTALL)
 _ESCAPED_STRINGS_MAX = 64
+
+
+def kinds_of_parts(parts: list[int]) -> frozenset[str] | None:
+    """The head target kinds whose values the given parts of the head text hold (None: any,
+    when the parts are not known)."""
+    if not parts:
+        return None
+    kinds: frozenset[str] = frozenset()
+    if any(i < FIRST_HEADER_PART for i in parts):
+        kinds |= REQUEST_LINE_KINDS
+    if any(i >= FIRST_HEADER_PART for i in parts):
+        kinds |= HEADER_KINDS
+    return kinds
 
 
 def _utf8(data: bytes) -> bool:
