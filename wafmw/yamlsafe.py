@@ -4,7 +4,9 @@ Rule files are untrusted input (see docs/rule-format.md). PyYAML's `safe_load` s
 aliases without bound (the "billion laughs" bomb), silently keeps the last of duplicate keys and
 forgets line numbers. So we let PyYAML build the node graph (`compose`, which shares aliased nodes
 instead of copying them) and convert nodes ourselves: counting every value produced, refusing
-duplicate keys and non-standard tags, bounding depth, and keeping each value's line.
+duplicate keys and non-standard tags, bounding depth, and keeping each value's line. A document
+whose aliases would expand past the bound is refused before conversion, by sizing the shared
+node graph (linear in the file, not in the expansion).
 """
 
 from __future__ import annotations
@@ -141,4 +143,48 @@ def load_yaml(text: str, *, max_nodes: int = 1_000_000, max_depth: int = 32) -> 
         raise YAMLProblem("invalid YAML: nesting too deep", None) from None
     if node is None:
         return None
+    _refuse_bombs(node, max_nodes, max_depth)
     return _Converter(max_nodes, max_depth).convert(node, 0)
+
+
+def _refuse_bombs(root: yaml.Node, max_nodes: int, max_depth: int) -> None:
+    """Refuse a document whose aliases expand to more than max_nodes values, naming the line of
+    the smallest part that does so alone. The conversion would find it too, but only after
+    building up to max_nodes values (about half a second of CPU, holding the GIL against the
+    threads serving requests while a reload runs); sizing the graph, with each shared node
+    sized once, costs a visit per distinct node. Nodes deeper than max_depth, and recursive
+    aliases, are left for the conversion to refuse with its own message."""
+    sizes: dict[int, int] = {}
+    # Iterative post-order walk: (node, depth, children pushed yet).
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 0, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, depth, expanded = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode) or depth > max_depth:
+            sizes[key] = 1
+            continue
+        children = _children(node)
+        if not expanded:
+            if key in sizes or key in on_path:
+                continue
+            on_path.add(key)
+            stack.append((node, depth, True))
+            stack.extend((child, depth + 1, False) for child in children if id(child) not in sizes)
+            continue
+        on_path.discard(key)
+        size = 1 + sum(sizes.get(id(child), 1) for child in children)
+        sizes[key] = size
+        if size > max_nodes:
+            raise YAMLProblem(
+                f"document expands to more than {max_nodes} values (alias bomb?)",
+                node.start_mark.line + 1,
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
