@@ -7,10 +7,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from wafmw import request as request_module
 from wafmw.body import BodyLimits, ParsedBody, parse_body
+from wafmw.request import RequestView
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -569,3 +572,40 @@ def test_xml_garbage_never_raises() -> None:
         assert parsed.kind in ("xml", "raw")
         assert parsed.raw == bytes(body).decode("utf-8", "replace")
         assert len(parsed.fields) <= 4 and len(parsed.names) <= 4
+
+
+# --------------------------------------------------------------------------- media type
+
+
+def _view_with_content_type(value: bytes | bytearray | None) -> RequestView:
+    headers: list[tuple[bytes, Any]] = [(b"host", b"a")]
+    if value is not None:
+        headers.append((b"content-type", value))
+    return RequestView({"type": "http", "method": "POST", "path": "/", "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"application/json", "application/json"),
+        (b"Application/JSON; charset=utf-8", "application/json"),
+        (b"  multipart/form-data ; boundary=x", "multipart/form-data"),
+        (bytearray(b"Text/XML"), "text/xml"),  # not hashable: read without the memory
+        (b"caf\xe9/x", "caf\ufffd/x"),
+        (None, ""),
+    ],
+)
+def test_media_type_from_the_raw_header_twice(value: bytes | None, expected: str) -> None:
+    # The second view is answered from the memory of raw values: the same answer.
+    assert _view_with_content_type(value).media_type == expected
+    assert _view_with_content_type(value).media_type == expected
+
+
+def test_media_type_memory_is_bounded() -> None:
+    for i in range(3 * request_module._MEDIA_TYPE_MEMORY):
+        view = _view_with_content_type(f"application/x-{i}".encode())
+        assert view.media_type == f"application/x-{i}"
+        assert len(request_module._MEDIA_TYPES) <= request_module._MEDIA_TYPE_MEMORY
+    long = b"application/json; " + b"x" * request_module._MEDIA_TYPE_MAX_BYTES
+    assert _view_with_content_type(long).media_type == "application/json"
+    assert long not in request_module._MEDIA_TYPES

@@ -346,6 +346,12 @@ class Engine:
         self._direct_body = [
             cf for group in self.groups for cf in group.direct_body if cf not in body_skippable
         ]
+        # Whether the body sieve's answer alone decides a body in which it flags nothing: no
+        # group scans on its own and no direct filter reads the body (file-name filters aside,
+        # which only a multipart body wakes).
+        self._body_sieve_decides = (
+            self.body_sieve is not None and not self.body_sieve.unsieved and not self._direct_body
+        )
         for group in self.groups:
             for position, cf in enumerate(group.set_filters):
                 cf.position = position
@@ -526,9 +532,21 @@ class Engine:
 
     def evaluate_body(self, view: RequestView, deadline: float) -> list[Match]:
         """Phase 2: body targets; only called once the body has been read."""
+        sieve = self.body_sieve
+        if self._body_sieve_decides and sieve is not None:
+            # The usual case, kept short: a body in which the sieve flags nothing.
+            found = sieve.scan_body(view)
+            if not found and not (sieve.files_direct and _has_files(view)):
+                if time.perf_counter() > deadline:
+                    raise EvaluationTimeout()
+                return []
+            return self._evaluate(view, deadline, body=True, found=found)
         return self._evaluate(view, deadline, body=True)
 
-    def _evaluate(self, view: RequestView, deadline: float, *, body: bool) -> list[Match]:
+    def _evaluate(
+        self, view: RequestView, deadline: float, *, body: bool, found: Flagged | None = None
+    ) -> list[Match]:
+        """Evaluate one phase; `found`: what the phase's sieve flagged, when already asked."""
         matches: list[Match] = []
         sieve = self.body_sieve if body else self.head_sieve
         # The filters the sieve flagged, per group, with the head parts that flagged each, and
@@ -537,10 +555,10 @@ class Engine:
         # Groups to scan on their own, each with the kinds of target whose values a trigger
         # could have changed (None: all of them; the sieve's flags speak for the others).
         whole: dict[int, frozenset[str] | None] = {}
-        found: Flagged = {}
         if sieve is not None:
             whole = dict.fromkeys(sieve.unsieved)
-            found = sieve.scan_body(view) if body else sieve.scan_head(view)
+            if found is None:
+                found = sieve.scan_body(view) if body else sieve.scan_head(view)
             for entry, parts in found.items():
                 cf = entry.filter
                 if cf is None:
@@ -595,7 +613,7 @@ class Engine:
                     self._check_direct(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
-        if not body and flagged and sieve is not None and not whole:
+        if not body and flagged and sieve is not None and found is not None and not whole:
             self._note_confirmed_headers(sieve, view, found)
         return matches
 
