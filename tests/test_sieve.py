@@ -27,11 +27,13 @@ from wafmw.casetest import case_scope
 from wafmw.engine import Engine
 from wafmw.loader import load_rules
 from wafmw.model import Ruleset, Target
-from wafmw.patterns import tolerating, tolerating_cmdline
+from wafmw.patterns import as_if_stood_in, re2_options, tolerating, tolerating_cmdline
 from wafmw.request import RequestView
 from wafmw.sieve import (
     _JSON_JUNK,
     _JSON_SYNTAX_STOOD_IN,
+    JSON_JUNK_AS_IS_SOURCE,
+    JSON_JUNK_ENTRY,
     PART_MEMORY,
     QUOTE_STAND_IN,
     TRIGGERS,
@@ -402,6 +404,7 @@ INVALID_JSON = [
     b'{"q": "caf\xc3\xa9" or 1=1}',
     b'{"q": "bad \xff byte" or 1=1}',
     b"[" * 600 + b'"x" or 1=1' + b"]" * 600,
+    b'{"q": \x1a" or "1"="1\x1a}',  # a control character where a stand-in would be
 ]
 
 
@@ -436,6 +439,80 @@ def test_a_body_that_says_json_but_does_not_parse_is_scanned_as_the_rules_read_i
     assert _matches(sieved, scope, deep) == _matches(plain, scope, deep) != []
 
 
+_STOOD_IN_QUOTE = QUOTE_STAND_IN.decode()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "exact"),
+    [
+        ('"', True),  # the quote itself: nothing in the text stands for it any more
+        (r"\x22|\x{22}|\"", True),
+        (r"['\"`]\s*or\b", True),  # the class loses the quote
+        (r"[\x00-\x1f]", True),  # holds the stand-in: gains the quote
+        (r"\x1a", True),
+        (r"[!-/]=", True),  # the quote inside a range: the range is split
+        (r"[^a-z]x", True),  # holds both already
+        (r"[^\x00-\x1f]x", True),  # holds the quote, not the stand-in: loses the quote
+        (r"[^'\"]+=", True),  # holds the stand-in, not the quote: keeps them so
+        (r"\Wor\W", True),
+        (r"[[:punct:]]\d", False),  # a named class holding the quote keeps it
+        (r"[[:cntrl:]]\d", True),
+        (r"[\pP\d]x", False),  # cannot tell what \pP holds: keeps the quote
+        (r"a.b", True),
+    ],
+)
+def test_as_if_stood_in_reads_the_text_as_the_pattern_reads_it_stood_in(
+    pattern: str, exact: bool
+) -> None:
+    original = re2.compile(pattern, re2_options())
+    rewritten = re2.compile(as_if_stood_in(pattern, '"', _STOOD_IN_QUOTE), re2_options())
+    rng = random.Random(pattern)
+    for _ in range(3000):
+        text = "".join(rng.choice("ab \"'x=-_or1!/\x1a\x05") for _ in range(rng.randrange(8)))
+        expected = original.search(text.replace('"', _STOOD_IN_QUOTE)) is not None
+        found = rewritten.search(text) is not None
+        assert found or not expected, text  # never misses
+        if exact:
+            assert found == expected, text
+
+
+@pytest.mark.parametrize("pattern", [r"[^\pL]x", r"\1", r"\Q\"\E"])
+def test_as_if_stood_in_refuses_what_it_cannot_rewrite(pattern: str) -> None:
+    with pytest.raises(ValueError):
+        as_if_stood_in(pattern, '"', _STOOD_IN_QUOTE)
+
+
+@pytest.mark.parametrize("paranoia", [1, 2, 4])
+def test_the_json_pass_flags_what_the_stood_in_pass_flags(paranoia: int) -> None:
+    """The body pass rewritten to read JSON bodies without escapes as they are, over the
+    shipped rules' cases as JSON values and as bodies of their own, with quotes, stand-ins
+    and control characters mixed in: it flags what the pass flags on the stood-in text."""
+    engine, _ = _pair(load_rules([RULES], paranoia=paranoia))
+    sieve = engine.body_sieve
+    assert sieve is not None and sieve.json_pass is not None  # in use at every level
+    (stood_in,) = sieve.passes
+    rng = random.Random(paranoia)
+    texts: list[bytes] = []
+    for rule in load_rules([RULES], paranoia=4).filters:
+        for case in (*rule.match_cases, *rule.no_match_cases):
+            for value in _case_values(case):
+                texts.append(json.dumps({"v": value}, ensure_ascii=True).encode())
+                texts.append(value.encode("utf-8", "replace"))
+    for text in list(texts):
+        noisy = bytearray(text)
+        for _ in range(3):
+            if noisy:
+                noisy[rng.randrange(len(noisy))] = rng.choice(b'"\x1a\x05 ')
+        texts.append(bytes(noisy))
+    for text in texts:
+        if b"\\" in text:
+            continue  # the JSON pass reads only bodies without escapes
+        expected = stood_in.scanner.Match(text.translate(_JSON_SYNTAX_STOOD_IN)) or []
+        found = sieve.json_pass.scanner.Match(text) or []
+        flags = {sieve.json_pass.entries[i] for i in found} - {JSON_JUNK_ENTRY}
+        assert flags == {stood_in.entries[i] for i in expected} - {JSON_JUNK_ENTRY}, text
+
+
 def test_the_json_lexer_passes_every_valid_document_and_stops_stray_tokens() -> None:
     rng = random.Random(7)
 
@@ -447,8 +524,13 @@ def test_the_json_lexer_passes_every_valid_document_and_stops_stray_tokens() -> 
             return [value(depth + 1) for _ in range(rng.randrange(4))]
         return {f'k{i}"': value(depth + 1) for i in range(rng.randrange(4))}
 
+    as_is = re2.compile(JSON_JUNK_AS_IS_SOURCE, re2_options())
+
     def junk(data: bytes) -> bool:
-        return _JSON_JUNK.search(data.translate(_JSON_SYNTAX_STOOD_IN)) is not None
+        stood_in = _JSON_JUNK.search(data.translate(_JSON_SYNTAX_STOOD_IN)) is not None
+        if b"\\" not in data:  # the lexer for the body as it is says the same
+            assert (as_is.search(data) is not None) == stood_in, data
+        return stood_in
 
     strays = [" or 1=1", "'x'", "<b>", " = ", " tru", " nul", ' "a" "b"', " 1 2", "\\", "}{"]
     for _ in range(2000):

@@ -57,6 +57,7 @@ from .sieve import (
     Sieve,
     SieveEntry,
     compile_passes,
+    json_pass_of,
     kinds_of_parts,
     looks_benign,
     plan_group,
@@ -499,6 +500,8 @@ class Engine:
         sieve = Sieve(passes, separator, folds, frozenset(unsieved), frozenset(skippable))
         sieve.quote_stand_in = stand_in and separator.decode() not in STAND_INS.values()
         sieve.files_direct = tuple(files_direct)
+        if body and sieve.quote_stand_in and len(passes) == 1 and not passes[0].chain:
+            sieve.json_pass = json_pass_of(*members[()])
         return sieve
 
     def forget(self) -> None:

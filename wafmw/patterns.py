@@ -8,6 +8,7 @@ costs one request its on_error outcome instead of a pinned CPU.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,181 @@ def tolerating(pattern: str, char: str, stand_in: str) -> str:
         out.append(f"(?:{ch}|{sub})" if ch == char else ch)
         i += 1
     return "".join(out)
+
+
+# A class that matches nothing: what an atom becomes where no character of the text can stand.
+_NOTHING = r"[^\x00-\x{10ffff}]"
+# Which of two characters a named class holds, for the characters as_if_stood_in() rewrites
+# (ASCII punctuation and controls): True, False, or None for "cannot tell".
+_NAMED_HOLDS: dict[str, Callable[[int], bool]] = {
+    "\\d": lambda code: 0x30 <= code <= 0x39,
+    "\\w": lambda code: (chr(code).isalnum() and code < 0x80) or code == 0x5F,
+    "\\s": lambda code: code in (0x09, 0x0A, 0x0C, 0x0D, 0x20),
+    "[:alnum:]": lambda code: chr(code).isalnum() and code < 0x80,
+    "[:alpha:]": lambda code: chr(code).isalpha() and code < 0x80,
+    "[:ascii:]": lambda code: code < 0x80,
+    "[:blank:]": lambda code: code in (0x09, 0x20),
+    "[:cntrl:]": lambda code: code < 0x20 or code == 0x7F,
+    "[:digit:]": lambda code: 0x30 <= code <= 0x39,
+    "[:graph:]": lambda code: 0x21 <= code <= 0x7E,
+    "[:lower:]": lambda code: 0x61 <= code <= 0x7A,
+    "[:print:]": lambda code: 0x20 <= code <= 0x7E,
+    "[:punct:]": lambda code: 0x21 <= code <= 0x7E and not chr(code).isalnum(),
+    "[:space:]": lambda code: code in (0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20),
+    "[:upper:]": lambda code: 0x41 <= code <= 0x5A,
+    "[:word:]": lambda code: (chr(code).isalnum() and code < 0x80) or code == 0x5F,
+    "[:xdigit:]": lambda code: chr(code) in "0123456789abcdefABCDEF",
+}
+_CLASS_TOKEN = re.compile(
+    r"\[:\^?[a-z]+:\]|\\(?:x\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{2}|[pP](?:\{[^}]*\}|.)|.)|.", re.S
+)
+_SIMPLE_ESCAPES = {"t": 0x09, "n": 0x0A, "r": 0x0D, "f": 0x0C, "v": 0x0B, "a": 0x07}
+
+
+def as_if_stood_in(pattern: str, char: str, stand_in: str) -> str:
+    """The pattern for a text as it is, matching wherever `pattern` matches the text with
+    each `char` replaced by `stand_in` (the inverse of that replacement, so that the text
+    need not be copied): an atom that matches the stand-in also matches `char`, and one that
+    matches `char` stops matching it. It may match more than that, never less: where it
+    cannot tell whether a named class holds `char`, the class keeps it. Raises ValueError on
+    syntax it does not rewrite, or where it would have to drop `char` from a class it cannot
+    take apart."""
+    if "\\Q" in pattern:
+        raise ValueError("\\Q...\\E quoting is not rewritten")
+    c, s = ord(char), ord(stand_in)
+    either = f"[\\x{{{s:x}}}\\x{{{c:x}}}]"
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "[":
+            end = _class_end(pattern, i)
+            out.append(_class_as_if_stood_in(pattern[i : end + 1], c, s))
+            i = end + 1
+            continue
+        if ch == "\\":
+            m = _ESCAPE.match(pattern, i)
+            atom = m.group() if m else pattern[i : i + 2]
+            code = _escape_code(atom)
+            if code == c:
+                out.append(_NOTHING)
+            elif code == s:
+                out.append(either)
+            elif atom[1:2] in ("p", "P"):
+                out.append(f"(?:{atom}|\\x{{{c:x}}})")  # may hold the stand-in: keep char too
+            else:
+                out.append(atom)  # \s \w \d hold neither, \S \W \D both; assertions; others
+            i += len(atom)
+            continue
+        if ch == char:
+            out.append(_NOTHING)
+        elif ch == stand_in:
+            out.append(either)
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _escape_code(atom: str) -> int | None:
+    """The character an escape outside a class stands for; None for a named class or an
+    assertion. Octal escapes and back-references are refused."""
+    kind = atom[1:2]
+    if kind == "x":
+        return int(atom[2:].strip("{}"), 16)
+    if kind.isdigit():
+        raise ValueError(f"escape {atom!r} is not rewritten")
+    if kind in _SIMPLE_ESCAPES:
+        return _SIMPLE_ESCAPES[kind]
+    if kind.isalnum():
+        return None
+    return ord(kind)
+
+
+def _class_as_if_stood_in(atom: str, c: int, s: int) -> str:
+    """as_if_stood_in() for one bracketed class: it must hold `c` wherever it held `s`, and
+    should not hold `c` otherwise."""
+    negated = atom.startswith("[^")
+    body = atom[2:-1] if negated else atom[1:-1]
+    ranges: list[tuple[int, int]] = []
+    named: list[str] = []
+    tokens = _CLASS_TOKEN.findall(body)
+    k = 0
+    while k < len(tokens):
+        token = tokens[k]
+        if token.startswith("[:") or (token.startswith("\\") and _escape_code(token) is None):
+            named.append(token)
+            k += 1
+            continue
+        lo = hi = _member_code(token, atom)
+        if k + 2 < len(tokens) and tokens[k + 1] == "-":
+            hi = _member_code(tokens[k + 2], atom)
+            k += 2
+        ranges.append((lo, hi))
+        k += 1
+
+    def members_hold(code: int) -> bool | None:
+        if any(lo <= code <= hi for lo, hi in ranges):
+            return True
+        answers = [_named_holds(token, code) for token in named]
+        if True in answers:
+            return True
+        return None if None in answers else False
+
+    held_c, held_s = members_hold(c), members_hold(s)
+    char = f"\\x{{{c:x}}}"
+    if not negated:
+        if held_s is not False:  # holds the stand-in (or may): must hold char too
+            return atom if held_c is True else f"[{body}{char}]"
+        if held_c is False or any(_named_holds(t, c) is not False for t in named):
+            return atom  # holds no char, or a named class does: kept (it may match more)
+        return "[" + _class_without(ranges, named, c) + "]"
+    # Negated: it holds what its members do not.
+    if held_s is None:
+        raise ValueError(f"class {atom!r} is not rewritten")
+    if held_s:  # it does not hold the stand-in: must not hold char
+        return atom if held_c is True else f"[^{body}{char}]"
+    # It holds the stand-in: must hold char, so its members must not.
+    if held_c is False:
+        return atom
+    if any(_named_holds(t, c) is not False for t in named):
+        raise ValueError(f"class {atom!r} is not rewritten")
+    return "[^" + _class_without(ranges, named, c) + "]"
+
+
+def _member_code(token: str, atom: str) -> int:
+    """The character a class member stands for; ValueError for a named class."""
+    if token.startswith("[:"):
+        raise ValueError(f"class {atom!r} is not rewritten")
+    code = _escape_code(token) if token.startswith("\\") else ord(token)
+    if code is None:
+        raise ValueError(f"class {atom!r} is not rewritten")
+    return code
+
+
+def _named_holds(token: str, code: int) -> bool | None:
+    if token.startswith("[:^"):
+        inner = _NAMED_HOLDS.get("[:" + token[3:])
+        held = inner(code) if inner is not None else None
+        return None if held is None else not held
+    if token.startswith("\\") and token[1] in "DSW":
+        held = _NAMED_HOLDS["\\" + token[1].lower()](code)
+        return None if held is None else not held
+    rule = _NAMED_HOLDS.get(token)
+    return rule(code) if rule is not None else None
+
+
+def _class_without(ranges: list[tuple[int, int]], named: list[str], code: int) -> str:
+    """A class body of the given ranges and named classes, with `code` taken out of the
+    ranges (the named classes do not hold it)."""
+    parts: list[str] = []
+    for lo, hi in ranges:
+        for a, b in ((lo, min(hi, code - 1)), (max(lo, code + 1), hi)):
+            if a <= b:
+                parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
+    if not parts and not named:
+        return "^\\x00-\\x{10ffff}"  # nothing left: a class that matches nothing
+    return "".join(parts) + "".join(named)
 
 
 # What `cmdline` deletes and what it turns into spaces (it also folds runs of spaces into one
