@@ -358,9 +358,18 @@ class WAFMiddleware:
         """Phase 2: read the body (up to the limit) and decide on head and body together;
         None when nothing matched in either (no decision to build)."""
         spent = time.perf_counter() - head_start  # phase 1's share of the time budget
-        settings = engine.settings
-        oversize = await self._read_body(receive, settings.body.inspect_bytes, consumed, view)
-        if oversize and settings.body.oversize == "reject":
+        body_settings = engine.settings.body
+        limit = body_settings.inspect_bytes
+        message = await receive()
+        consumed.append(message)
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            # The usual case: the whole body in one message, no joining.
+            data: bytes = message.get("body", b"")
+            oversize = len(data) > limit
+            view.body = data[:limit] if oversize else data
+        else:
+            oversize = await self._read_rest(message, receive, limit, consumed, view)
+        if oversize and body_settings.oversize == "reject":
             return Decision("reject", 413, reason="body larger than inspect_bytes")
         # Waiting for the client's body is I/O, not evaluation: only CPU time counts.
         deadline = time.perf_counter() + engine.time_budget_s - spent
@@ -370,17 +379,11 @@ class WAFMiddleware:
         return engine.decide(found) if found else None
 
     @staticmethod
-    async def _read_body(
-        receive: Receive, limit: int, consumed: list[Message], view: RequestView
+    async def _read_rest(
+        message: Message, receive: Receive, limit: int, consumed: list[Message], view: RequestView
     ) -> bool:
-        """Read up to `limit` bytes into view.body; True when more body remains beyond it."""
-        message = await receive()
-        consumed.append(message)
-        if message["type"] == "http.request" and not message.get("more_body", False):
-            # The usual case: the whole body in one message, no joining.
-            data: bytes = message.get("body", b"")
-            view.body = data[:limit] if len(data) > limit else data
-            return len(data) > limit
+        """Read the body from its first message (consumed already) up to `limit` bytes into
+        view.body; True when more body remains beyond it."""
         chunks: list[bytes] = []
         size = 0
         while message["type"] == "http.request":  # else the client went away: the app sees it
