@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from wafmw import transforms as transforms_module
 from wafmw.transforms import (
     CMDLINE_DELETED,
     CMDLINE_SEPARATORS,
@@ -278,3 +279,24 @@ def test_cmdline_character_lists_are_what_cmdline_does() -> None:
         out = cmdline("a" + ch + "b")
         assert (out == "a b") == (ch in CMDLINE_SEPARATORS), repr(ch)
         assert (out == "ab") == (ch in CMDLINE_DELETED), repr(ch)
+
+
+def test_html_entity_decode_by_split_and_memory_agrees_with_one_match_at_a_time() -> None:
+    """Entities are decoded from a split of the text through a memory of decoded entities;
+    the reference decodes each match in place. Random texts of entity fragments, twice each
+    (the second time from the memory), and more distinct entities than the memory holds."""
+    reference = transforms_module._ENTITY_RE
+    rng = random.Random(11)
+    pieces = ["&", "#", "x", "X", ";", "amp", "ampx", "lt", "notin", "not", "26", "0", "9" * 9]
+    pieces += ["a", " ", "&#x26;", "&#38", "&nbsp", "&bogus;", "&#xd800;", "&#150;", "\u00e9"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
+        expected = reference.sub(transforms_module._entity_sub, text)
+        assert transforms_module.html_entity_decode(text) == expected, text
+        assert transforms_module.html_entity_decode(text) == expected, text
+    for n in range(2 * transforms_module._ENTITY_MEMO_SIZE):
+        assert transforms_module.html_entity_decode(f"a&#{n + 1000};b") == f"a{chr(n + 1000)}b"
+        assert len(transforms_module._ENTITY_MEMO) <= transforms_module._ENTITY_MEMO_SIZE
+    long = "&#x" + "0" * 60 + "41;"
+    assert transforms_module.html_entity_decode(long) == "A"
+    assert long not in transforms_module._ENTITY_MEMO

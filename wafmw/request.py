@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote_plus
 
-from .body import BodyLimits, ParsedBody, media_type_of, parse_body
+from .body import BodyLimits, ParsedBody, media_type_of, parse_body, parse_query
 from .model import Target
 from .transforms import apply_chain
 
@@ -22,21 +21,6 @@ Pairs = tuple[tuple[str, str], ...]
 SEPARATOR = "\x00"
 _ALL_HEADERS = Target("headers")
 _DEFAULT_BODY_LIMITS = BodyLimits()
-
-
-def parse_query(query: str) -> Pairs:
-    """(name, value) pairs of a query string, as `parse_qsl(keep_blank_values=True)` gives
-    them, several times faster on the plain values most requests carry."""
-    out = []
-    for pair in query.split("&"):
-        if not pair:
-            continue
-        name, _, value = pair.partition("=")
-        if "%" in pair or "+" in pair:
-            name = unquote_plus(name, errors="replace")
-            value = unquote_plus(value, errors="replace")
-        out.append((name, value))
-    return tuple(out)
 
 
 # Media types by raw Content-Type value (see RequestView.media_type); bounded in entries and
