@@ -309,10 +309,62 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _BLOCK_COMMENT_END = re.compile(r"\*/")
+# The same tokens for one pass of finditer (see _tokens): the whitespace before a token is part
+# of its match; comments run to their end inside the match; a word is followed by empty groups
+# that tell whether its next character past whitespace (within _next_nonspace's window of 64) is
+# "(", or starts a comment that _next_nonspace must skip; any other character is a token.
+_SCAN_RE = re.compile(
+    r"\s*(?:"
+    + _TOKEN_RE.pattern.replace("(?P<ws>\\s+)\n  | ", "", 1)
+    .replace(
+        r"(?P<cmt>/\*!?\d*|--(?:[\s\x00]|$)|\#|;\x00)",
+        r"(?P<cmt>/\*\d*(?:[\s\S]*?\*/|[\s\S]*)|--(?:[\s\x00]|$)[^\n]*|\#[^\n]*|;\x00[^\n]*)",
+    )
+    .replace(
+        r"(?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)",
+        r"(?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)"
+        r"(?:(?=\s{0,63}\()(?P<call>)|(?=\s{0,63}/\*)(?P<maybe_call>))?",
+    )
+    + r"  | (?P<x>\S))",
+    re.VERBOSE,
+)
+assert _SCAN_RE.pattern.count("(?P<call>)") == 1 and "(?P<ws>" not in _SCAN_RE.pattern
+_KINDS = {"str": "s", "num": "n", "var": "v", "op": "o", "x": "x"}
 
 
 def _tokens(s: str) -> list[tuple[str, str]]:
-    """(kind, text) pairs; comments are kept as ('c', ...), whitespace dropped."""
+    """(kind, text) pairs; comments are kept as ('c', ...), whitespace dropped. One C-level
+    scan hands back every token with the whitespace before it (a call of match() per token and
+    per run of whitespace cost twice as much or more); a MySQL executable comment (/*! ... */),
+    whose end is cut out of the text as it is read, is left to the token-by-token reading."""
+    if "/*!" in s:
+        return _tokens_stepwise(s)
+    out: list[tuple[str, str]] = []
+    kinds = _KINDS
+    for m in _SCAN_RE.finditer(s):
+        kind = m.lastgroup
+        if kind == "call":
+            out.append(("f", m.group("word")))
+        elif kind == "word" or kind == "maybe_call":
+            text = m.group("word")
+            if kind == "maybe_call" and _next_nonspace(s, m.end()) == "(":
+                out.append(("f", text))
+            else:
+                out.append(("k" if text in _KEYWORDS else "b", text))
+        elif kind == "cmt":
+            out.append(("c", "/*" if m.group("cmt").startswith("/*") else "--"))
+        elif kind == "punct":
+            text = m.group("punct")
+            out.append((text, text))
+        else:
+            out.append((kinds[kind or "x"], m.group(kind or "x")))
+        if len(out) >= _MAX_TOKENS:
+            break
+    return out
+
+
+def _tokens_stepwise(s: str) -> list[tuple[str, str]]:
+    """_tokens() one match() at a time, rewriting the text where an executable comment ends."""
     out: list[tuple[str, str]] = []
     pos = 0
     n = len(s)
