@@ -205,6 +205,31 @@ async def test_non_matching_requests_are_not_counted(clock: Clock) -> None:
     assert allowed(await run(limiter, 2)) == 1
 
 
+@pytest.mark.parametrize(
+    ("spec", "other"),
+    [
+        ({"match": {"path": "/login"}}, Req(path="/other")),
+        ({"match": {"methods": ["POST"]}}, Req(method="GET")),
+        ({"match": {"hosts": ["example.com"]}}, Req(host="other.example")),
+        ({"key": ["header:x-api-key"]}, Req(headers={"x-api-key": "b"})),
+        ({"key": ["path"]}, Req(path="/other")),
+    ],
+)
+async def test_one_rule_reads_each_of_its_conditions_and_keys(
+    clock: Clock, spec: dict[str, Any], other: Req
+) -> None:
+    """A lone rule is checked by the short path only when it counts every request by client
+    address; each condition or key of its own keeps it on the full one."""
+    limiter = RateLimiter([rule(limit="1/minute", **spec)])
+    assert allowed(await run(limiter, 3)) == 1
+    assert allowed(await run(limiter, 3, other)) == (3 if "match" in spec else 1)
+    plain = RateLimiter([rule(limit="1/minute")])  # the same client: one bucket for both
+    assert allowed(await run(plain, 3)) == 1
+    assert allowed(await run(plain, 3, other)) == 0
+    condition = dataclasses.replace(rule(limit="1/minute"), condition=lambda req: False)
+    assert allowed(await run(RateLimiter([condition]), 3)) == 3
+
+
 async def test_no_rules() -> None:
     limiter = RateLimiter([])
     assert await limiter.check(Req()) is None

@@ -125,7 +125,8 @@ class Guards:
         limiter = self.limiter
         if limiter is None or "rate_limits" in kill.groups:
             return None
-        return self._rate_outcome(limiter.check_local(view), kill, detect)
+        result = limiter.check_local(view)
+        return None if result is None else self._rate_outcome(result, kill, detect)
 
     def _storage_failed(self, detect: bool) -> Outcome | None:
         # The storage is an on_error event of the rate-limit group: counted here, logged (once

@@ -274,16 +274,20 @@ class WAFMiddleware:
     def _guard_local(
         guards: Guards, view: RequestView, kill: KillState, detect: bool, logged: list[Match]
     ) -> tuple[Outcome | None, bool]:
-        """_guard() when no check needs I/O."""
-        outcome = guards.ip_list(view, kill, detect)
-        if outcome is not None and outcome.allow_rest:
-            return None, True
-        if _stops(outcome, logged):
-            return outcome, False
+        """_guard() when no check needs I/O. Each check's usual answer is None (nothing to
+        say): tested here before any helper is called."""
+        if guards.ip_lists is not None:
+            outcome = guards.ip_list(view, kill, detect)
+            if outcome is not None:
+                if outcome.allow_rest:
+                    return None, True
+                if _stops(outcome, logged):
+                    return outcome, False
         outcome = guards.rate_limit_local(view, kill, detect)
-        if _stops(outcome, logged):
+        if outcome is not None and _stops(outcome, logged):
             return outcome, False
-        return _last(guards.bot_local(view, kill, detect), logged)
+        outcome = guards.bot_local(view, kill, detect)
+        return (None, False) if outcome is None else _last(outcome, logged)
 
     async def _answer(
         self,

@@ -1649,6 +1649,16 @@ class RateLimiter:
         backend = self._backend
         self._memory = backend if isinstance(backend, _MemoryBackend) else None
         self._remote = backend if isinstance(backend, (_RedisBackend, _LimitsBackend)) else None
+        # One rule over every request, counted per client address: the usual set-up, for which
+        # check_local neither asks the rule whether it matches nor builds its key by parts.
+        only = self.rules[0] if len(self.rules) == 1 else None
+        self._per_client_only = only is not None and (
+            not only.methods
+            and only.path_re is None
+            and only.host_re is None
+            and only.condition is None
+            and only.key_parts == (("client_ip", ""),)
+        )
 
     @property
     def local_keys(self) -> int:
@@ -1680,6 +1690,8 @@ class RateLimiter:
             return None
         want = self._success_headers
         rules = self.rules
+        if self._per_client_only:
+            return memory.check(0, rules[0], (request.client_ip or "",), want)
         if len(rules) == 1:  # one rule: its result is the request's (what _Pick would pick)
             rule = rules[0]
             return (

@@ -202,6 +202,10 @@ class BehaviourTracker:
             self._memory = _MemoryClients(max_memory_keys)
         else:
             self._storage = _open_storage(storage_uri, self._timeout)
+        # Counting in this process (``memory://``): `observe_local` and `local_signals` do the
+        # work without I/O, and the storage can never be unavailable. An attribute, not a
+        # property: it is read on every request.
+        self.local = self._memory is not None
         self._window = config.window_s
         self._slot_memo: dict[str, int] = {}
         self._where = redact_uri(storage_uri)
@@ -223,12 +227,6 @@ class BehaviourTracker:
     @property
     def available(self) -> bool:
         return _monotonic() >= self._down_until
-
-    @property
-    def local(self) -> bool:
-        """Counting in this process (``memory://``): `observe_local` and `local_signals` do the
-        work without I/O, and the storage can never be unavailable."""
-        return self._memory is not None
 
     def _failed(self, exc: BaseException) -> None:
         now = _monotonic()
