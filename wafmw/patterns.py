@@ -154,8 +154,8 @@ def tolerating(pattern: str, char: str, stand_in: str) -> str:
 
 # A class that matches nothing: what an atom becomes where no character of the text can stand.
 _NOTHING = r"[^\x00-\x{10ffff}]"
-# Which of two characters a named class holds, for the characters as_if_stood_in() rewrites
-# (ASCII punctuation and controls): True, False, or None for "cannot tell".
+# Which characters the named classes hold, as RE2 reads them, for the ASCII characters that
+# as_if_stood_in() rewrites (a class not listed here, such as \p{P}, cannot be told).
 _NAMED_HOLDS: dict[str, Callable[[int], bool]] = {
     "\\d": lambda code: 0x30 <= code <= 0x39,
     "\\w": lambda code: (chr(code).isalnum() and code < 0x80) or code == 0x5F,
@@ -303,15 +303,16 @@ def _member_code(token: str, atom: str) -> int:
 
 
 def _named_holds(token: str, code: int) -> bool | None:
+    """Whether a named class (\\d, [:alpha:], their negations) holds `code`; None for one not
+    known here."""
     if token.startswith("[:^"):
-        inner = _NAMED_HOLDS.get("[:" + token[3:])
-        held = inner(code) if inner is not None else None
-        return None if held is None else not held
-    if token.startswith("\\") and token[1] in "DSW":
-        held = _NAMED_HOLDS["\\" + token[1].lower()](code)
-        return None if held is None else not held
-    rule = _NAMED_HOLDS.get(token)
-    return rule(code) if rule is not None else None
+        negated, name = True, "[:" + token[3:]
+    elif token.startswith("\\") and token[1:2] in ("D", "S", "W"):
+        negated, name = True, token.lower()
+    else:
+        negated, name = False, token
+    rule = _NAMED_HOLDS.get(name)
+    return None if rule is None else rule(code) != negated
 
 
 def _class_without(ranges: list[tuple[int, int]], named: list[str], code: int) -> str:
