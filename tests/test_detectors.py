@@ -136,7 +136,7 @@ def test_the_one_scan_tokenizer_reads_as_the_stepwise_one() -> None:
     pieces = ["'", '"', "`", " ", "\n", "\t", "\u00a0", "\x1c", "/*", "*/", "/*1", "--", "-- "]
     pieces += ["#", ";\x00", ";", "(", ")", "or", "union", "select", "sleep", "1", "0x1f", "@@v"]
     pieces += ["@a", "@", "a.b", "=", "<>", "||", "\\", "\\'", "''", "$", "?", "::", "\u00e9", ","]
-    pieces += [".", "e5", "1.5e+3", " " * 70]
+    pieces += [".", "e5", "1.5e+3", " " * 70, '""', '\\"', "\\\n", "`x`", "a b c"]
     for _ in range(30000):
         value = "".join(rng.choice(pieces) for _ in range(rng.randrange(20)))
         if "/*!" not in value:

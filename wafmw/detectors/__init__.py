@@ -320,6 +320,10 @@ _SCAN_RE = re.compile(
         r"(?P<cmt>/\*!?\d*|--(?:[\s\x00]|$)|\#|;\x00)",
         r"(?P<cmt>/\*\d*(?:[\s\S]*?\*/|[\s\S]*)|--(?:[\s\x00]|$)[^\n]*|\#[^\n]*|;\x00[^\n]*)",
     )
+    .replace(  # quoted strings as unrolled loops: a run of plain characters is one step
+        r"""(?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|""",
+        r"""(?P<str>'[^'\\]*(?:(?:\\.|'')[^'\\]*)*(?:'|$)|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*(?:"|$)|""",
+    )
     .replace(
         r"(?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)",
         r"(?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)"
@@ -329,6 +333,7 @@ _SCAN_RE = re.compile(
     re.VERBOSE,
 )
 assert _SCAN_RE.pattern.count("(?P<call>)") == 1 and "(?P<ws>" not in _SCAN_RE.pattern
+assert "(?:(?:\\\\.|'')[^'\\\\]*)*" in _SCAN_RE.pattern
 _KINDS = {"str": "s", "num": "n", "var": "v", "op": "o", "x": "x"}
 
 
