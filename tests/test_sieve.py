@@ -476,6 +476,55 @@ def test_as_if_stood_in_reads_the_text_as_the_pattern_reads_it_stood_in(
             assert found == expected, text
 
 
+def _random_pattern(rng: random.Random, depth: int = 0) -> str:
+    """A small RE2 pattern from pieces that touch the quote and its stand-in: literals and
+    their escapes, classes positive and negated with ranges and named members, quantifiers,
+    groups and alternations."""
+    atoms = ['"', "a", "'", "=", ".", r"\x22", r"\x{1a}", r"\x1A", r"\"", r"\s", r"\S", r"\W"]
+    atoms += [r"\w", r"\d", r"\pP", r"\b"]
+    members = ['"', "'", "a-z", "!-/", r"\x00-\x1f", r"\x1a", r"\s", r"\W", r"\d", "[:punct:]"]
+    members += ["[:cntrl:]", "[:^alpha:]", r"\]", "=", r"\x{20}-\x{7e}", "-"]
+    out = []
+    for _ in range(rng.randrange(1, 4)):
+        roll = rng.random()
+        if roll < 0.45:
+            atom = rng.choice(atoms)
+        elif roll < 0.85:
+            body = "".join(rng.choice(members) for _ in range(rng.randrange(1, 4)))
+            atom = f"[{'^' if rng.random() < 0.4 else ''}{body}]"
+        elif depth < 2:
+            atom = f"(?:{_random_pattern(rng, depth + 1)}|{_random_pattern(rng, depth + 1)})"
+        else:
+            atom = "b"
+        out.append(atom + rng.choice(["", "", "?", "+", "*", "{1,2}"]))
+    return "".join(out)
+
+
+def test_as_if_stood_in_never_misses_on_random_patterns() -> None:
+    """User rules reach the JSON pass too: for random patterns built from what the rewrite
+    touches, the rewritten pattern matches every text where the original matches the text
+    with its quotes stood in (or the rewrite refuses, and the set is built without it)."""
+    rng = random.Random(13)
+    alphabet = "a\"'=!/ \x1a\x05-b]1"
+    tried = 0
+    for _ in range(400):
+        pattern = _random_pattern(rng)
+        try:
+            original = re2.compile(pattern, re2_options())
+        except re2.error:
+            continue
+        try:
+            rewritten = re2.compile(as_if_stood_in(pattern, '"', _STOOD_IN_QUOTE), re2_options())
+        except ValueError:
+            continue
+        tried += 1
+        for _ in range(200):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(7)))
+            if original.search(text.replace('"', _STOOD_IN_QUOTE)):
+                assert rewritten.search(text), (pattern, text)
+    assert tried > 300
+
+
 @pytest.mark.parametrize("pattern", [r"[^\pL]x", r"\1", r"\Q\"\E"])
 def test_as_if_stood_in_refuses_what_it_cannot_rewrite(pattern: str) -> None:
     with pytest.raises(ValueError):

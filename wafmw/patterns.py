@@ -272,24 +272,28 @@ def _class_as_if_stood_in(atom: str, c: int, s: int) -> str:
         return None if None in answers else False
 
     held_c, held_s = members_hold(c), members_hold(s)
-    char = f"\\x{{{c:x}}}"
+    # A changed class is written anew from its members: appending to the body as written
+    # could join a trailing "-" into a range.
+    with_char = _class_body([*ranges, (c, c)], named)
     if not negated:
         if held_s is not False:  # holds the stand-in (or may): must hold char too
-            return atom if held_c is True else f"[{body}{char}]"
+            return atom if held_c is True else f"[{with_char}]"
         if held_c is False or any(_named_holds(t, c) is not False for t in named):
             return atom  # holds no char, or a named class does: kept (it may match more)
-        return "[" + _class_without(ranges, named, c) + "]"
+        rest = _class_body(_without(ranges, c), named)
+        return f"[{rest}]" if rest else _NOTHING
     # Negated: it holds what its members do not.
     if held_s is None:
         raise ValueError(f"class {atom!r} is not rewritten")
     if held_s:  # it does not hold the stand-in: must not hold char
-        return atom if held_c is True else f"[^{body}{char}]"
+        return atom if held_c is True else f"[^{with_char}]"
     # It holds the stand-in: must hold char, so its members must not.
     if held_c is False:
         return atom
     if any(_named_holds(t, c) is not False for t in named):
         raise ValueError(f"class {atom!r} is not rewritten")
-    return "[^" + _class_without(ranges, named, c) + "]"
+    rest = _class_body(_without(ranges, c), named)
+    return f"[^{rest}]" if rest else r"[\x00-\x{10ffff}]"  # nothing excluded: any character
 
 
 def _member_code(token: str, atom: str) -> int:
@@ -315,16 +319,18 @@ def _named_holds(token: str, code: int) -> bool | None:
     return None if rule is None else rule(code) != negated
 
 
-def _class_without(ranges: list[tuple[int, int]], named: list[str], code: int) -> str:
-    """A class body of the given ranges and named classes, with `code` taken out of the
-    ranges (the named classes do not hold it)."""
-    parts: list[str] = []
+def _without(ranges: list[tuple[int, int]], code: int) -> list[tuple[int, int]]:
+    """The ranges with `code` taken out."""
+    out: list[tuple[int, int]] = []
     for lo, hi in ranges:
-        for a, b in ((lo, min(hi, code - 1)), (max(lo, code + 1), hi)):
-            if a <= b:
-                parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
-    if not parts and not named:
-        return "^\\x00-\\x{10ffff}"  # nothing left: a class that matches nothing
+        out.extend((a, b) for a, b in ((lo, min(hi, code - 1)), (max(lo, code + 1), hi)) if a <= b)
+    return out
+
+
+def _class_body(ranges: list[tuple[int, int]], named: list[str]) -> str:
+    """A class body of the given ranges (each written as escapes) and named classes; empty
+    when there are none."""
+    parts = [f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges]
     return "".join(parts) + "".join(named)
 
 
