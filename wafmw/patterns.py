@@ -142,7 +142,7 @@ def tolerating(pattern: str, char: str, stand_in: str) -> str:
             end = _class_end(pattern, i)
             body = pattern[i + 1 : end]
             if not body.startswith("^") and _class_may_hold(body, code, spelled):
-                out.append("[" + body + sub + "]")
+                out.append("[" + _class_with(body, sub) + "]")
             else:
                 out.append(pattern[i : end + 1])
             i = end + 1
@@ -340,6 +340,13 @@ _CMD_DELETED = "".join(f"\\x{{{ord(ch):x}}}" for ch in CMDLINE_DELETED)
 _CMD_SPACED = "".join(f"\\x{{{ord(ch):x}}}" for ch in CMDLINE_SEPARATORS)
 _QUANTIFIER = re.compile(r"[*+?]|\{\d+(?:,\d*)?\}")
 _ESCAPE = re.compile(r"\\(?:x\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{2}|[pP](?:\{[^}]*\}|.)|[0-7]{1,3}|.)")
+
+
+def _class_with(body: str, member: str) -> str:
+    """A class body with one more member, written where it cannot join a range: before a
+    trailing "-" (which the class reads as itself, and which would else read as a range)."""
+    trailing_dash = body.endswith("-") and (len(body) - len(body[:-1].rstrip("\\")) - 1) % 2 == 0
+    return body[:-1] + member + "-" if trailing_dash else body + member
 
 
 def tolerating_cmdline(pattern: str) -> str:
