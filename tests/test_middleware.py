@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tests.asgi import EchoApp, call, http_scope, post_scope
 from wafmw import RuleFileError, WAFMiddleware
+from wafmw.errors import EvaluationTimeout
 
 pytestmark = pytest.mark.anyio
 
@@ -266,6 +267,44 @@ async def test_catastrophic_regex_cannot_hang_a_request(
     assert time.perf_counter() - started < 1.0
     assert result.status == status
     assert waf.counters["timeouts"] == 1
+
+
+@pytest.mark.parametrize("phase", ["head", "body"])
+@pytest.mark.parametrize("built_meanwhile", [True, False])
+async def test_a_budget_run_out_while_a_ruleset_was_built_is_given_once_more(
+    rules: Path, phase: str, built_meanwhile: bool
+) -> None:
+    """The time budget is wall-clock time, and a build in another thread holds the GIL while
+    RE2 compiles: an evaluation that ran out of budget meanwhile runs once more (and blocks
+    the attack); one that ran out with no build about is a timeout, and on_error (open)
+    lets the request through."""
+    app = EchoApp()
+    waf = WAFMiddleware(app, rules=rules)
+    engine = waf.engine
+    real = engine.evaluate_head if phase == "head" else engine.evaluate_body
+    calls: list[float] = []
+
+    def out_of_budget_once(view: Any, deadline: float) -> Any:
+        calls.append(deadline)
+        if len(calls) == 1:
+            if built_meanwhile:
+                assert waf.store.reload(force=True)  # a build, as another thread's would be
+            raise EvaluationTimeout()
+        return real(view, deadline)
+
+    setattr(engine, f"evaluate_{phase}", out_of_budget_once)
+    if phase == "head":
+        result = await call(waf, http_scope(ATTACK))
+    else:
+        body = b"q=1 UNION SELECT password FROM users"
+        scope = post_scope("/", body, "application/x-www-form-urlencoded")
+        result = await call(waf, scope, [body])
+    if built_meanwhile:
+        assert (result.status, app.calls, len(calls)) == (403, 0, 2)
+        assert waf.counters["timeouts"] == 0
+    else:
+        assert (result.status, app.calls, len(calls)) == (200, 1, 1)
+        assert waf.counters["timeouts"] == 1
 
 
 async def test_invalid_rules_refused_at_startup(write_rules: Callable[..., Path]) -> None:

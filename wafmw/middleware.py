@@ -186,7 +186,19 @@ class WAFMiddleware:
                 else:
                     # Phase 1, which needs no I/O.
                     head_start = time.perf_counter()
-                    matches = engine.evaluate_head(view, head_start + engine.time_budget_s)
+                    try:
+                        matches = engine.evaluate_head(view, head_start + engine.time_budget_s)
+                    except EvaluationTimeout:
+                        # The budget is wall-clock time. While a ruleset is built in another
+                        # thread, its RE2 compiles hold the GIL for tens of milliseconds, and
+                        # this evaluation may have spent its budget waiting, not working: then
+                        # it runs once more with a fresh budget (a true overrun overruns
+                        # again, and on_error applies).
+                        if not self.store.built_since(head_start):
+                            raise
+                        matches = engine.evaluate_head(
+                            view, time.perf_counter() + engine.time_budget_s
+                        )
                     decision = engine.decide(matches) if matches else None
                     if self._wants_body(engine, view, decision):
                         decision = await self._inspect_body(
@@ -377,7 +389,12 @@ class WAFMiddleware:
             return Decision("reject", 413, reason="body larger than inspect_bytes")
         # Waiting for the client's body is I/O, not evaluation: only CPU time counts.
         deadline = time.perf_counter() + engine.time_budget_s - spent
-        found = engine.evaluate_body(view, deadline)
+        try:
+            found = engine.evaluate_body(view, deadline)
+        except EvaluationTimeout:
+            if not self.store.built_since(head_start):  # as for phase 1, in __call__
+                raise
+            found = engine.evaluate_body(view, time.perf_counter() + engine.time_budget_s)
         if matches:
             found = matches + found
         return engine.decide(found) if found else None
