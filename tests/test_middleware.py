@@ -18,6 +18,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tests.asgi import EchoApp, call, http_scope, post_scope
 from wafmw import RuleFileError, WAFMiddleware
 from wafmw.errors import EvaluationTimeout
+from wafmw.middleware import _may_have_body
+from wafmw.request import RequestView
 
 pytestmark = pytest.mark.anyio
 
@@ -305,6 +307,25 @@ async def test_a_budget_run_out_while_a_ruleset_was_built_is_given_once_more(
     else:
         assert (result.status, app.calls, len(calls)) == (200, 1, 1)
         assert waf.counters["timeouts"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "expected"),
+    [
+        ("GET", [], False),
+        ("POST", [], True),  # HTTP/2 and HTTP/3 need no Content-Length: the method says
+        ("GET", [(b"content-length", b"12")], True),
+        ("POST", [(b"content-length", b"0")], False),
+        ("GET", [(b"content-length", b" 0 ")], False),
+        ("GET", [(b"transfer-encoding", b"chunked")], True),
+        ("GET", [(b"transfer-encoding", b"chunked"), (b"content-length", b"0")], False),
+        ("GET", [(b"content-length", b"5"), (b"content-length", b"0")], True),  # the first
+        ("GET", [[b"host", b"t"], [b"content-length", b"3"]], True),  # pairs as lists
+    ],
+)
+def test_whether_a_request_may_have_a_body(method: str, headers: list[Any], expected: bool) -> None:
+    scope = {"type": "http", "method": method, "path": "/", "headers": [(b"host", b"t"), *headers]}
+    assert _may_have_body(RequestView(scope)) is expected
 
 
 async def test_invalid_rules_refused_at_startup(write_rules: Callable[..., Path]) -> None:

@@ -33,17 +33,16 @@ from .store import RulesetStore
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+
+
 def _may_have_body(view: RequestView) -> bool:
-    length: bytes | None = None
     chunked = False
-    for name, value in view.scope.get("headers", ()):  # one pass for both headers
-        if name == b"content-length":
-            if length is None:
-                length = value
-        elif name == b"transfer-encoding":
+    for name, value in view.scope.get("headers", ()):  # one pass, one set lookup per header
+        if name in _FRAMING_HEADERS:
+            if name == b"content-length":  # the first one decides
+                return bool(value.strip() not in (b"", b"0"))
             chunked = True
-    if length is not None:
-        return length.strip() not in (b"", b"0")
     if chunked:
         return True
     # HTTP/2 and HTTP/3 need no Content-Length: trust the method there.
