@@ -519,6 +519,8 @@ class Engine:
     def evaluate_head(self, view: RequestView, deadline: float) -> list[Match]:
         """Phase 1: everything but the body. The head targets are pure functions of the head,
         so a head this engine found clean before is clean again."""
+        if not self.ruleset.filters:
+            return []  # rate limits or bots alone: nothing to evaluate, no head to remember
         key = view.head_key
         clean = self._clean_heads
         try:
