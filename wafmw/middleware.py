@@ -31,8 +31,6 @@ from .responses import request_id, send_denial
 from .store import RulesetStore
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 
@@ -41,7 +39,7 @@ def _may_have_body(view: RequestView) -> bool:
     for name, value in view.scope.get("headers", ()):  # one pass, one set lookup per header
         if name in _FRAMING_HEADERS:
             if name == b"content-length":  # the first one decides
-                return bool(value.strip() not in (b"", b"0"))
+                return value.strip() not in (b"", b"0")
             chunked = True
     if chunked:
         return True
