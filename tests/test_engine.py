@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from wafmw import detectors, load_rules
 from wafmw import engine as engine_module
-from wafmw import load_rules
 from wafmw.casetest import case_scope
 from wafmw.engine import Engine
 from wafmw.model import Case
@@ -290,3 +290,34 @@ def test_a_repeated_header_reads_as_its_first_value(shape: str) -> None:
     assert view.header("x-twice") == "first"
     assert view.raw_header(b"absent") is None and view.header("absent") is None
     assert view.header("host") == "a.example"
+
+
+def test_the_rules_of_one_detector_read_a_value_once(
+    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rules on the same detector, whose transforms leave a value as it is, read it once:
+    a short value through the shared memory, a long one through the last value kept."""
+    read: list[int] = []
+    real = detectors.DETECTORS["sqli"]
+
+    def counted(value: str) -> bool:
+        read.append(len(value))
+        return bool(real.check(value))
+
+    counting = detectors.Detector("sqli", real.prefilter, counted)
+    monkeypatch.setattr(engine_module, "get_detector", lambda name: counting)
+    engine = engine_for(
+        write_rules,
+        rule(1, "[args]", "detect: sqli", "transforms: [url_decode, lowercase]")
+        + rule(2, "[args]", "detect: sqli", "transforms: [url_decode, compress_whitespace]"),
+    )
+    attack = "1 union select password from users"
+    assert matched(engine, "/?q=" + attack.replace(" ", "%20")) == [1, 2]
+    assert read == [len(attack)]
+    padded = attack + " --" + "x" * 600  # past the memory of short values
+    read.clear()
+    assert matched(engine, "/?q=" + padded.replace(" ", "%20")) == [1, 2]
+    assert read == [len(padded)]
+    read.clear()
+    assert matched(engine, "/?q=" + padded.replace(" ", "%20") + "y") == [1, 2]
+    assert read == [len(padded) + 1]  # another long value: read afresh

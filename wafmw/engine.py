@@ -215,11 +215,22 @@ def _prefiltered(probe: Any, check: Callable[[str], bool]) -> Callable[[str], bo
 
 
 def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
+    """`check` through the memory of short values, and of the last long one: the rules that
+    use one detector share its check (see Engine._detector_check), and several of them
+    often read the same value in one request (942100 and 942170 read a value that is not
+    base64 alike), so a long value is read once, not once per rule."""
     remembered = functools.lru_cache(maxsize=_DETECTOR_MEMORY)(check)
+    last: tuple[str, bool] = ("", False)
 
     def cached_check(value: str) -> bool:
+        nonlocal last
         if len(value) > _DETECTOR_MEMORY_MAX_CHARS:
-            return check(value)
+            seen = last  # one read: another thread may replace it meanwhile
+            if seen[0] == value:
+                return seen[1]
+            verdict = check(value)
+            last = (value, verdict)
+            return verdict
         return remembered(value)
 
     return cached_check
@@ -279,8 +290,10 @@ class Engine:
             json_max_depth=body.json_max_depth, max_fields=body.max_fields
         )
         groups: dict[tuple[str, ...], ChainGroup] = {}
+        # One remembering check per detector, shared by the rules that use it.
+        detector_checks: dict[str, Callable[[str], bool]] = {}
         for rule in ruleset.filters:
-            cf = self._compile_filter(rule, ruleset)
+            cf = self._compile_filter(rule, ruleset, detector_checks)
             group = groups.get(cf.chain)
             if group is None:
                 split = max(
@@ -359,7 +372,9 @@ class Engine:
                 cf.scanned = True
 
     @staticmethod
-    def _compile_filter(rule: FilterRule, ruleset: Ruleset) -> CompiledFilter:
+    def _compile_filter(
+        rule: FilterRule, ruleset: Ruleset, detector_checks: dict[str, Callable[[str], bool]]
+    ) -> CompiledFilter:
         cf = CompiledFilter(rule=rule, chain=rule.transforms)
         if rule.operator == "regex":
             cf.pattern = compile_pattern(rule.argument)
@@ -370,7 +385,11 @@ class Engine:
         elif rule.operator == "detect":
             cf.detector = get_detector(rule.argument)
             cf.probe = _probe(cf.detector.prefilter)
-            cf.detector_check = _remembering(_prefiltered(cf.probe, cf.detector.check))
+            check = detector_checks.get(rule.argument)
+            if check is None:
+                check = _remembering(_prefiltered(cf.probe, cf.detector.check))
+                detector_checks[rule.argument] = check
+            cf.detector_check = check
         cf.test = _operator(cf)
         exclusions = []
         for ex in ruleset.exclusions:
