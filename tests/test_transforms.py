@@ -294,9 +294,23 @@ def test_html_entity_decode_by_split_and_memory_agrees_with_one_match_at_a_time(
         expected = reference.sub(transforms_module._entity_sub, text)
         assert transforms_module.html_entity_decode(text) == expected, text
         assert transforms_module.html_entity_decode(text) == expected, text
-    for n in range(2 * transforms_module._ENTITY_MEMO_SIZE):
+    for n in range(2 * transforms_module._DECODED_MEMORY):
         assert transforms_module.html_entity_decode(f"a&#{n + 1000};b") == f"a{chr(n + 1000)}b"
-        assert len(transforms_module._ENTITY_MEMO) <= transforms_module._ENTITY_MEMO_SIZE
+        assert len(transforms_module._ENTITY_MEMO) <= transforms_module._DECODED_MEMORY
     long = "&#x" + "0" * 60 + "41;"
     assert transforms_module.html_entity_decode(long) == "A"
     assert long not in transforms_module._ENTITY_MEMO
+
+
+def test_js_decode_by_split_and_memory_agrees_with_one_match_at_a_time() -> None:
+    """JavaScript escapes are decoded like entities (one split, a memory of decoded escapes);
+    the reference decodes each match in place. Random texts of escape fragments, twice each."""
+    reference = transforms_module._JS_RE
+    rng = random.Random(12)
+    pieces = ["\\", "u", "x", "{", "}", "0", "7", "41", "d83d", "\\ude00", "110000", "n", "'"]
+    pieces += ["/", "a", "\\u00e9", "\\x41", "\\101", "\\u{1F600}", "\\8", " ", "\u00e9"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
+        expected = reference.sub(transforms_module._js_sub, text)
+        assert transforms_module.js_decode(text) == expected, text
+        assert transforms_module.js_decode(text) == expected, text

@@ -234,10 +234,11 @@ _ENTITY_RE = re.compile(_entity_pattern("("))
 # turn, so that each entity is decoded by a dictionary lookup instead of a Python callback per
 # match (text made of entities cost about 0.5 us per entity that way).
 _ENTITY_SPLIT = re.compile("(" + _entity_pattern("(?:") + ")")
-# Decoded entities by their text: bounded in entries and in the length of what is kept.
+# Decoded entities (and, below, JavaScript escapes) by their text: bounded in entries and in
+# the length of what is kept (see _decode_by_split).
 _ENTITY_MEMO: dict[str, str] = {}
-_ENTITY_MEMO_SIZE = 4096
-_ENTITY_MEMO_MAX_TEXT = 40
+_DECODED_MEMORY = 4096
+_DECODED_MAX_TEXT = 40
 
 
 def _cp1252_c1() -> dict[int, str]:
@@ -288,50 +289,65 @@ def _entity_sub(m: re.Match[str]) -> str:
 def html_entity_decode(s: str) -> str:
     if "&" not in s:
         return s
-    parts = _ENTITY_SPLIT.split(s)
+    return _decode_by_split(s, _ENTITY_SPLIT, _ENTITY_MEMO, _decode_entity)
+
+
+def _decode_entity(text: str) -> str:
+    match = _ENTITY_RE.match(text)
+    assert match is not None and match.end() == len(text)
+    return _entity_sub(match)
+
+
+def _decode_by_split(
+    s: str, split: re.Pattern[str], memo: dict[str, str], decode: Callable[[str], str]
+) -> str:
+    """`s` with every match of `split` (one group around the whole pattern) decoded: the
+    text between them and the matches come back from one split, and each match is decoded
+    through a bounded memory of decoded matches, instead of a Python callback per match
+    (text made of escapes or entities cost about 0.5 µs each that way). Matched again alone,
+    a match takes the same branch: the patterns look at nothing beyond what they match."""
+    parts = split.split(s)
     if len(parts) == 1:
         return s
-    entities = parts[1::2]
-    memo = _ENTITY_MEMO
-    values = list(map(memo.get, entities))
+    found = parts[1::2]
+    values = list(map(memo.get, found))
     if None in values:
-        for i, text in enumerate(entities):
+        for i, text in enumerate(found):
             if values[i] is None:
-                values[i] = _decode_entity(text)
+                value = values[i] = decode(text)
+                if len(text) <= _DECODED_MAX_TEXT:
+                    if len(memo) >= _DECODED_MEMORY:
+                        memo.clear()
+                    memo[text] = value
     parts[1::2] = values
     return "".join(parts)
 
 
-def _decode_entity(text: str) -> str:
-    """One entity as matched by _ENTITY_SPLIT, decoded (matched again alone, it takes the same
-    branch: the pattern looks at nothing beyond the match) and remembered when short."""
-    match = _ENTITY_RE.match(text)
-    assert match is not None and match.end() == len(text)
-    value = _entity_sub(match)
-    if len(text) <= _ENTITY_MEMO_MAX_TEXT:
-        if len(_ENTITY_MEMO) >= _ENTITY_MEMO_SIZE:
-            _ENTITY_MEMO.clear()
-        _ENTITY_MEMO[text] = value
-    return value
-
-
 # --------------------------------------------------------------------------- js_decode
+
 
 # Only real escapes are decoded. JavaScript also drops the backslash of any other "\X", but
 # doing so here would wreck Windows paths ("..\..\windows\win.ini" -> "....windowswin.ini")
 # for rules that chain js_decode before a traversal check; "al\ert" stays as it is instead.
 # A backslash before "\n" is not an escape either (JavaScript would drop both as a line
 # continuation): treating it as one would join two values and break `local`.
-_JS_RE = re.compile(
-    r"\\(?:"
-    r"u\{0*([0-9A-Fa-f]{1,6})\}"
-    r"|u([dD][89abAB][0-9A-Fa-f]{2})\\u([dD][c-fC-F][0-9A-Fa-f]{2})"
-    r"|u([0-9A-Fa-f]{4})"
-    r"|x([0-9A-Fa-f]{2})"
-    r"|([0-3][0-7]{0,2}|[4-7][0-7]?)"
-    r"|([ntrbfv\\'\"/`])"
-    r")"
-)
+def _js_pattern(group: str) -> str:
+    return (
+        r"\\(?:"
+        rf"u\{{0*{group}[0-9A-Fa-f]{{1,6}})\}}"
+        rf"|u{group}[dD][89abAB][0-9A-Fa-f]{{2}})\\u{group}[dD][c-fC-F][0-9A-Fa-f]{{2}})"
+        rf"|u{group}[0-9A-Fa-f]{{4}})"
+        rf"|x{group}[0-9A-Fa-f]{{2}})"
+        rf"|{group}[0-3][0-7]{{0,2}}|[4-7][0-7]?)"
+        rf"|{group}[ntrbfv\\'\"/`])"
+        r")"
+    )
+
+
+_JS_RE = re.compile(_js_pattern("("))
+# The same as one group, for split() (see _decode_by_split).
+_JS_SPLIT = re.compile("(" + _js_pattern("(?:") + ")")
+_JS_MEMO: dict[str, str] = {}
 _JS_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v"}
 
 
@@ -355,7 +371,13 @@ def _js_sub(m: re.Match[str]) -> str:
 def js_decode(s: str) -> str:
     if "\\" not in s:
         return s
-    return _JS_RE.sub(_js_sub, s)
+    return _decode_by_split(s, _JS_SPLIT, _JS_MEMO, _decode_js_escape)
+
+
+def _decode_js_escape(text: str) -> str:
+    match = _JS_RE.match(text)
+    assert match is not None and match.end() == len(text)
+    return _js_sub(match)
 
 
 # --------------------------------------------------------------------------- simple ones
