@@ -281,36 +281,39 @@ def test_cmdline_character_lists_are_what_cmdline_does() -> None:
         assert (out == "ab") == (ch in CMDLINE_DELETED), repr(ch)
 
 
-def test_html_entity_decode_by_split_and_memory_agrees_with_one_match_at_a_time() -> None:
-    """Entities are decoded from a split of the text through a memory of decoded entities;
-    the reference decodes each match in place. Random texts of entity fragments, twice each
-    (the second time from the memory), and more distinct entities than the memory holds."""
-    reference = transforms_module._ENTITY_RE
-    rng = random.Random(11)
-    pieces = ["&", "#", "x", "X", ";", "amp", "ampx", "lt", "notin", "not", "26", "0", "9" * 9]
-    pieces += ["a", " ", "&#x26;", "&#38", "&nbsp", "&bogus;", "&#xd800;", "&#150;", "\u00e9"]
+_ENTITY_PIECES = ["&", "#", "x", "X", ";", "amp", "ampx", "lt", "notin", "not", "26", "0"]
+_ENTITY_PIECES += ["9" * 9, "a", " ", "&#x26;", "&#38", "&nbsp", "&bogus;", "&#xd800;", "&#150;"]
+_JS_PIECES = ["\\", "u", "x", "{", "}", "0", "7", "41", "d83d", "\\ude00", "110000", "n", "'"]
+_JS_PIECES += ["/", "a", "\\u00e9", "\\x41", "\\101", "\\u{1F600}", "\\8", " "]
+
+
+@pytest.mark.parametrize(
+    ("decode", "pattern", "sub", "pieces"),
+    [
+        ("html_entity_decode", "_ENTITY_RE", "_entity_sub", _ENTITY_PIECES),
+        ("js_decode", "_JS_RE", "_js_sub", _JS_PIECES),
+    ],
+)
+def test_decoding_by_split_and_memory_agrees_with_one_match_at_a_time(
+    decode: str, pattern: str, sub: str, pieces: list[str]
+) -> None:
+    """Entities and JavaScript escapes are decoded from a split of the text through a memory
+    of decoded matches; the reference decodes each match in place. Random texts of fragments,
+    twice each (the second time from the memory)."""
+    decoded = getattr(transforms_module, decode)
+    reference = getattr(transforms_module, pattern)
+    rng = random.Random(decode)
     for _ in range(3000):
-        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
-        expected = reference.sub(transforms_module._entity_sub, text)
-        assert transforms_module.html_entity_decode(text) == expected, text
-        assert transforms_module.html_entity_decode(text) == expected, text
+        text = "".join(rng.choice([*pieces, "\u00e9"]) for _ in range(rng.randrange(12)))
+        expected = reference.sub(getattr(transforms_module, sub), text)
+        assert decoded(text) == expected, text
+        assert decoded(text) == expected, text
+
+
+def test_the_memory_of_decoded_entities_is_bounded() -> None:
     for n in range(2 * transforms_module._DECODED_MEMORY):
         assert transforms_module.html_entity_decode(f"a&#{n + 1000};b") == f"a{chr(n + 1000)}b"
         assert len(transforms_module._ENTITY_MEMO) <= transforms_module._DECODED_MEMORY
     long = "&#x" + "0" * 60 + "41;"
     assert transforms_module.html_entity_decode(long) == "A"
     assert long not in transforms_module._ENTITY_MEMO
-
-
-def test_js_decode_by_split_and_memory_agrees_with_one_match_at_a_time() -> None:
-    """JavaScript escapes are decoded like entities (one split, a memory of decoded escapes);
-    the reference decodes each match in place. Random texts of escape fragments, twice each."""
-    reference = transforms_module._JS_RE
-    rng = random.Random(12)
-    pieces = ["\\", "u", "x", "{", "}", "0", "7", "41", "d83d", "\\ude00", "110000", "n", "'"]
-    pieces += ["/", "a", "\\u00e9", "\\x41", "\\101", "\\u{1F600}", "\\8", " ", "\u00e9"]
-    for _ in range(3000):
-        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
-        expected = reference.sub(transforms_module._js_sub, text)
-        assert transforms_module.js_decode(text) == expected, text
-        assert transforms_module.js_decode(text) == expected, text

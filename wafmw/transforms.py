@@ -143,22 +143,26 @@ def _pct_sub(m: re.Match[str]) -> str:
 def _url_decode_round(s: str) -> str:
     if "%u" in s or "%U" in s:
         return _PCT_RE.sub(_pct_sub, s)  # %uXXXX: one callback per escape
-    # Every other case at C speed, whatever the text holds: "%XX" becomes "\\xXX" for the
-    # escape_decode codec, which yields one byte per escape, then the bytes are decoded as
-    # UTF-8 (leniently, see _URL_ERRORS). Backslashes are doubled so that only our escapes
-    # decode, and a "%" not followed by two hex digits is spelled "%25" so that it stays
-    # itself: a single broken escape must not send a long value down a slow path.
+    # Every other case at C speed, whatever the text holds (see _percent_bytes), then the
+    # bytes are decoded as UTF-8 leniently (see _URL_ERRORS).
     try:
         data = s.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate
         return _PCT_RE.sub(_pct_sub, s)
-    if b"\\" in data:
-        data = data.replace(b"\\", b"\\\\")
-    data = _spell_broken_escapes(data)
-    raw = codecs.escape_decode(data.replace(b"%", b"\\x"))[0]
+    raw = _percent_bytes(data)
     if raw.isascii():
         return raw.decode("ascii")
     return raw.decode("utf-8", _URL_ERRORS)
+
+
+def _percent_bytes(data: bytes) -> bytes:
+    """One round of %XX decoding at C speed: "%XX" becomes "\\xXX" for the escape_decode
+    codec, which yields one byte per escape. Backslashes are doubled so that only our escapes
+    decode, and a "%" not followed by two hex digits is spelled "%25" so that it stays itself:
+    a single broken escape must not send a long value down a slow path."""
+    if b"\\" in data:
+        data = data.replace(b"\\", b"\\\\")
+    return codecs.escape_decode(_spell_broken_escapes(data).replace(b"%", b"\\x"))[0]
 
 
 def form_unquote(s: str) -> str:
@@ -171,10 +175,7 @@ def form_unquote(s: str) -> str:
         return s
     if not s.isascii():
         return unquote(s, errors="replace")  # decoded run by run between the other characters
-    data = s.encode("ascii")
-    if b"\\" in data:
-        data = data.replace(b"\\", b"\\\\")
-    raw = codecs.escape_decode(_spell_broken_escapes(data).replace(b"%", b"\\x"))[0]
+    raw = _percent_bytes(s.encode("ascii"))
     return raw.decode("ascii") if raw.isascii() else raw.decode("utf-8", "replace")
 
 
@@ -289,23 +290,22 @@ def _entity_sub(m: re.Match[str]) -> str:
 def html_entity_decode(s: str) -> str:
     if "&" not in s:
         return s
-    return _decode_by_split(s, _ENTITY_SPLIT, _ENTITY_MEMO, _decode_entity)
-
-
-def _decode_entity(text: str) -> str:
-    match = _ENTITY_RE.match(text)
-    assert match is not None and match.end() == len(text)
-    return _entity_sub(match)
+    return _decode_by_split(s, _ENTITY_SPLIT, _ENTITY_RE, _entity_sub, _ENTITY_MEMO)
 
 
 def _decode_by_split(
-    s: str, split: re.Pattern[str], memo: dict[str, str], decode: Callable[[str], str]
+    s: str,
+    split: re.Pattern[str],
+    pattern: re.Pattern[str],
+    sub: Callable[[re.Match[str]], str],
+    memo: dict[str, str],
 ) -> str:
-    """`s` with every match of `split` (one group around the whole pattern) decoded: the
-    text between them and the matches come back from one split, and each match is decoded
-    through a bounded memory of decoded matches, instead of a Python callback per match
-    (text made of escapes or entities cost about 0.5 µs each that way). Matched again alone,
-    a match takes the same branch: the patterns look at nothing beyond what they match."""
+    """`s` with every match of `pattern` replaced by `sub` of it, as pattern.sub(sub, s) gives
+    it, without a Python callback per match (text made of escapes or entities cost about
+    0.5 µs each that way): `split` (the same pattern as one group) hands back the text between
+    matches and the matches in turn, and each match is decoded through a bounded memory of
+    decoded matches. Matched again alone, a match takes the same branch: the patterns look
+    at nothing beyond what they match."""
     parts = split.split(s)
     if len(parts) == 1:
         return s
@@ -314,7 +314,9 @@ def _decode_by_split(
     if None in values:
         for i, text in enumerate(found):
             if values[i] is None:
-                value = values[i] = decode(text)
+                match = pattern.match(text)
+                assert match is not None and match.end() == len(text)
+                value = values[i] = sub(match)
                 if len(text) <= _DECODED_MAX_TEXT:
                     if len(memo) >= _DECODED_MEMORY:
                         memo.clear()
@@ -371,13 +373,7 @@ def _js_sub(m: re.Match[str]) -> str:
 def js_decode(s: str) -> str:
     if "\\" not in s:
         return s
-    return _decode_by_split(s, _JS_SPLIT, _JS_MEMO, _decode_js_escape)
-
-
-def _decode_js_escape(text: str) -> str:
-    match = _JS_RE.match(text)
-    assert match is not None and match.end() == len(text)
-    return _js_sub(match)
+    return _decode_by_split(s, _JS_SPLIT, _JS_RE, _js_sub, _JS_MEMO)
 
 
 # --------------------------------------------------------------------------- simple ones
