@@ -8,7 +8,7 @@ costs one request its on_error outcome instead of a pinned CPU.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,36 +120,39 @@ def tolerating(pattern: str, char: str, stand_in: str) -> str:
     the character itself, its escapes and positive classes that hold it (alone, in a range or
     in a named class); the wildcards and negated classes already match the stand-in, a control
     character."""
-    if "\\Q" in pattern:
-        raise ValueError("\\Q...\\E quoting is not rewritten")
     code = ord(char)
     spelled = {"\\" + char, f"\\x{code:02x}", f"\\x{code:02X}", f"\\x{{{code:x}}}"}
     if char != "\\":  # a lone backslash is no atom: it always begins an escape
         spelled.add(char)
     sub = f"\\x{ord(stand_in):02x}"
     out: list[str] = []
+    for atom in _atoms(pattern):
+        if atom.startswith("["):
+            body = atom[1:-1]
+            if not body.startswith("^") and _class_may_hold(body, code, spelled):
+                atom = "[" + _class_with(body, sub) + "]"
+        elif atom in spelled:
+            atom = f"(?:{atom}|{sub})"
+        out.append(atom)
+    return "".join(out)
+
+
+def _atoms(pattern: str) -> Iterator[str]:
+    """The pattern cut into what the rewrites below look at: bracketed classes, escapes and
+    single characters (group syntax and quantifiers come as characters, and are kept)."""
+    if "\\Q" in pattern:
+        raise ValueError("\\Q...\\E quoting is not rewritten")
     i, n = 0, len(pattern)
     while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            # \x22 and \x{22} are four or more characters; any other escape is two.
-            m = re.match(r"\\x(?:\{[0-9a-fA-F]+\}|[0-9a-fA-F]{2})", pattern[i:])
-            atom = m.group() if m else pattern[i : i + 2]
-            out.append(f"(?:{atom}|{sub})" if atom in spelled else atom)
-            i += len(atom)
-            continue
-        if ch == "[":
-            end = _class_end(pattern, i)
-            body = pattern[i + 1 : end]
-            if not body.startswith("^") and _class_may_hold(body, code, spelled):
-                out.append("[" + _class_with(body, sub) + "]")
-            else:
-                out.append(pattern[i : end + 1])
-            i = end + 1
-            continue
-        out.append(f"(?:{ch}|{sub})" if ch == char else ch)
-        i += 1
-    return "".join(out)
+        if pattern[i] == "[":
+            end = _class_end(pattern, i) + 1
+        elif pattern[i] == "\\":
+            m = _ESCAPE.match(pattern, i)
+            end = m.end() if m else i + 2
+        else:
+            end = i + 1
+        yield pattern[i:end]
+        i = end
 
 
 # A class that matches nothing: what an atom becomes where no character of the text can stand.
@@ -189,40 +192,22 @@ def as_if_stood_in(pattern: str, char: str, stand_in: str) -> str:
     cannot tell whether a named class holds `char`, the class keeps it. Raises ValueError on
     syntax it does not rewrite, or where it would have to drop `char` from a class it cannot
     take apart."""
-    if "\\Q" in pattern:
-        raise ValueError("\\Q...\\E quoting is not rewritten")
     c, s = ord(char), ord(stand_in)
     either = f"[\\x{{{s:x}}}\\x{{{c:x}}}]"
     out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "[":
-            end = _class_end(pattern, i)
-            out.append(_class_as_if_stood_in(pattern[i : end + 1], c, s))
-            i = end + 1
+    for atom in _atoms(pattern):
+        if atom.startswith("["):
+            out.append(_class_as_if_stood_in(atom, c, s))
             continue
-        if ch == "\\":
-            m = _ESCAPE.match(pattern, i)
-            atom = m.group() if m else pattern[i : i + 2]
-            code = _escape_code(atom)
-            if code == c:
-                out.append(_NOTHING)
-            elif code == s:
-                out.append(either)
-            elif atom[1:2] in ("p", "P"):
-                out.append(f"(?:{atom}|\\x{{{c:x}}})")  # may hold the stand-in: keep char too
-            else:
-                out.append(atom)  # \s \w \d hold neither, \S \W \D both; assertions; others
-            i += len(atom)
-            continue
-        if ch == char:
-            out.append(_NOTHING)
-        elif ch == stand_in:
-            out.append(either)
-        else:
-            out.append(ch)
-        i += 1
+        code = _escape_code(atom) if atom.startswith("\\") else ord(atom)
+        if code == c:
+            atom = _NOTHING
+        elif code == s:
+            atom = either
+        elif atom[1:2] in ("p", "P"):
+            atom = f"(?:{atom}|\\x{{{c:x}}})"  # may hold the stand-in: keep char too
+        # Any other atom is kept: \s \w \d hold neither, \S \W \D both; assertions; others.
+        out.append(atom)
     return "".join(out)
 
 
