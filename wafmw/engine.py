@@ -216,7 +216,7 @@ def _prefiltered(probe: Any, check: Callable[[str], bool]) -> Callable[[str], bo
 
 def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
     """`check` through the memory of short values, and of the last long one: the rules that
-    use one detector share its check (see Engine._detector_check), and several of them
+    use one detector share its check (see detector_checks in Engine), and several of them
     often read the same value in one request (942100 and 942170 read a value that is not
     base64 alike), so a long value is read once, not once per rule."""
     remembered = functools.lru_cache(maxsize=_DETECTOR_MEMORY)(check)

@@ -382,39 +382,37 @@ class Sieve:
             # the raw body were made to match the stand-ins too (tolerating()). A body that
             # does not parse is read by the rules as raw text, so it is scanned as it is.
             escaped = b"\\" in body
-            json_pass = self.json_pass
-            if json_pass is not None and not escaped and self._as_is(body):
-                # The usual case: one scan of the body as it is, by the pass that reads its
-                # quotes as stood in, with the lexer in the same scan.
-                hits = json_pass.scanner.Match(body)
-                entries = json_pass.entries
-                found = [entries[i] for i in hits] if hits else []
-                if JSON_JUNK_ENTRY not in found:
-                    return {entry: [] for entry in found}
-                return self._flag(self._run(body, None, finished=True))  # not JSON: as it is
-            stood_in = body.translate(_JSON_SYNTAX_STOOD_IN) if self.quote_stand_in else None
-            if stood_in is None:
+            if not self.quote_stand_in:
                 if escaped:
                     extra = self._parsed(view)
             elif not escaped and self._as_is(body):
-                found = self._run(stood_in, None, finished=True)  # _as_is: nothing to append
-                if JSON_JUNK_ENTRY not in found:  # it lexes: the usual case, one scan
+                # The usual case: one scan (nothing to append), with the lexer in it; by the
+                # pass that reads the quotes as stood in where there is one, which spares the
+                # copy. A body that does not lex is scanned as it is, below.
+                json_pass = self.json_pass
+                if json_pass is not None:
+                    found = [json_pass.entries[i] for i in json_pass.scanner.Match(body) or ()]
+                else:
+                    found = self._run(body.translate(_JSON_SYNTAX_STOOD_IN), None, finished=True)
+                if JSON_JUNK_ENTRY not in found:
                     return {entry: [] for entry in found}
-            elif (body.isascii() or _utf8(body)) and _JSON_JUNK.search(stood_in) is None:
-                # It lexes: each value is in the stood-in text, or a string with escapes,
-                # decoded here (no parse of the whole document).
-                if escaped:
-                    extra = self._escaped_strings(body)
-                    if extra is None:
-                        extra = self._parsed(view)
-                body = stood_in
             else:
-                # Bytes RE2 cannot read, or it does not lex: the parser tells how the rules read
-                # it (as raw text, scanned as it is, when it does not parse).
-                if escaped:
-                    extra = self._parsed(view)
-                if not view.parsed_body.parse_error:
+                stood_in = body.translate(_JSON_SYNTAX_STOOD_IN)
+                if (body.isascii() or _utf8(body)) and _JSON_JUNK.search(stood_in) is None:
+                    # It lexes: each value is in the stood-in text, or a string with escapes,
+                    # decoded here (no parse of the whole document).
+                    if escaped:
+                        extra = self._escaped_strings(body)
+                        if extra is None:
+                            extra = self._parsed(view)
                     body = stood_in
+                else:
+                    # Bytes RE2 cannot read, or it does not lex: the parser tells how the rules
+                    # read it (as raw text, scanned as it is, when it does not parse).
+                    if escaped:
+                        extra = self._parsed(view)
+                    if not view.parsed_body.parse_error:
+                        body = stood_in
         elif is_xml(media_type):
             # Entities, character references and CDATA make XML values differ from the raw
             # text; parsing is what finds them, so the parsed values are always scanned too.
