@@ -391,7 +391,8 @@ class Sieve:
                 # copy. A body that does not lex is scanned as it is, below.
                 json_pass = self.json_pass
                 if json_pass is not None:
-                    found = [json_pass.entries[i] for i in json_pass.scanner.Match(body) or ()]
+                    hits = json_pass.scanner.Match(body)
+                    found = [json_pass.entries[i] for i in hits] if hits else []
                 else:
                     found = self._run(body.translate(_JSON_SYNTAX_STOOD_IN), None, finished=True)
                 if JSON_JUNK_ENTRY not in found:
