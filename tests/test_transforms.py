@@ -270,6 +270,13 @@ def test_broken_escapes_are_spelled_the_same_however_many_there_are() -> None:
     for _ in range(20000):
         data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 60)))
         assert _spell_broken_escapes(data) == _BAD_PCT.sub(b"%25", data), data
+    # Long texts (searched by RE2 first): mostly valid escapes, broken ones anywhere or none.
+    for _ in range(3000):
+        units = [b"%41", b"%c3%a9", b"ab"] * 3 + [rng.choice(pieces)]
+        data = b"".join(rng.choice(units) for _ in range(rng.randrange(150, 400)))
+        if rng.random() < 0.3:
+            data = data.replace(b"%%", b"%25%").replace(b"%2%", b"%25%")
+        assert _spell_broken_escapes(data) == _BAD_PCT.sub(b"%25", data), data
 
 
 def test_cmdline_character_lists_are_what_cmdline_does() -> None:

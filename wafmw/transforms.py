@@ -86,31 +86,28 @@ codecs.register_error(_URL_ERRORS, _lenient_utf8_errors)
 
 _BAD_PCT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 # The same, for RE2 (no look-ahead: the characters after the "%" are part of the match). RE2
-# skips over valid escapes at C speed, where the `re` pattern above stops at each one.
+# skips over valid escapes at C speed (about 6 ns each), where the `re` pattern above stops at
+# each one (about 17 ns); but each RE2 call through its Python wrapper costs about 2 µs, where
+# a `re` call costs a tenth of that.
 _BAD_PCT_SCAN = re2.compile(rb"%(?:[^0-9A-Fa-f]|[0-9A-Fa-f](?:[^0-9A-Fa-f]|$)|$)")
-_FEW_BROKEN = 32
+# Below this many bytes, one `re` substitution costs less than one RE2 call.
+_SHORT_ESCAPED = 512
 
 
 def _spell_broken_escapes(data: bytes) -> bytes:
     """Every "%" not followed by two hex digits spelled "%25" (so that it decodes to itself).
-    A few are spliced in where RE2 finds them; many go through the regex substitution."""
-    found: list[int] = []
-    pos = 0
-    while (m := _BAD_PCT_SCAN.search(data, pos)) is not None:
-        if len(found) == _FEW_BROKEN:
-            return _BAD_PCT.sub(b"%25", data)
-        found.append(m.start())
-        pos = m.start() + 1  # the match may have swallowed the next "%"
-    if not found:
+    A long text is searched by RE2 once for its first broken escape: a text of valid escapes
+    ends there. From that one on, the `re` substitution spells them all in one call (a loop of
+    RE2 searches, one per broken escape, cost 2 µs each: 1 ms for a 1 KB value of them)."""
+    if len(data) < _SHORT_ESCAPED:
+        return _BAD_PCT.sub(b"%25", data)
+    first = _BAD_PCT_SCAN.search(data)
+    if first is None:
         return data
-    pieces = []
-    last = 0
-    for at in found:
-        pieces.append(data[last:at])
-        pieces.append(b"%25")
-        last = at + 1
-    pieces.append(data[last:])
-    return b"".join(pieces)
+    # Every "%" before `first` begins a valid escape, which ends before it: the look-ahead
+    # reads the same characters in the tail as in the whole.
+    start = first.start()
+    return data[:start] + _BAD_PCT.sub(b"%25", data[start:])
 
 
 _PCT_RE = re.compile(
