@@ -292,6 +292,9 @@ _ENTITY_PIECES = ["&", "#", "x", "X", ";", "amp", "ampx", "lt", "notin", "not", 
 _ENTITY_PIECES += ["9" * 9, "a", " ", "&#x26;", "&#38", "&nbsp", "&bogus;", "&#xd800;", "&#150;"]
 _JS_PIECES = ["\\", "u", "x", "{", "}", "0", "7", "41", "d83d", "\\ude00", "110000", "n", "'"]
 _JS_PIECES += ["/", "a", "\\u00e9", "\\x41", "\\101", "\\u{1F600}", "\\8", " "]
+# Texts whose escapes are one character each, which js_decode decodes by replacements.
+_JS_ONE_CHAR_PIECES = ["\\", "\\\\", "\\/", "\\n", "n", "/", "\\'", '"', "\\`", "a", "\\8"]
+_JS_ONE_CHAR_PIECES += ["\n", "\\\n", "\uffff", "x41", "u", " ", "\\b", "\\q"]
 
 
 @pytest.mark.parametrize(
@@ -299,6 +302,7 @@ _JS_PIECES += ["/", "a", "\\u00e9", "\\x41", "\\101", "\\u{1F600}", "\\8", " "]
     [
         ("html_entity_decode", "_ENTITY_RE", "_entity_sub", _ENTITY_PIECES),
         ("js_decode", "_JS_RE", "_js_sub", _JS_PIECES),
+        ("js_decode", "_JS_RE", "_js_sub", _JS_ONE_CHAR_PIECES),
     ],
 )
 def test_decoding_by_split_and_memory_agrees_with_one_match_at_a_time(
@@ -324,3 +328,35 @@ def test_the_memory_of_decoded_entities_is_bounded() -> None:
     long = "&#x" + "0" * 60 + "41;"
     assert transforms_module.html_entity_decode(long) == "A"
     assert long not in transforms_module._ENTITY_MEMO
+
+
+def test_a_long_value_runs_each_step_its_chains_share_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chains that begin alike (url_decode, html_entity_decode, then lowercase or js_decode)
+    run their common steps once on a long value, and give what the whole chain gives."""
+    from wafmw import request as request_module
+    from wafmw.request import RequestView
+    from wafmw.transforms import TRANSFORMS, Transform
+
+    runs: list[tuple[str, int]] = []
+
+    def counted(t: Transform) -> Transform:
+        def apply(s: str) -> str:
+            runs.append((t.name, len(s)))
+            return t.apply(s)
+
+        return Transform(t.name, apply, t.local)
+
+    monkeypatch.setattr(
+        request_module, "TRANSFORMS", {n: counted(t) for n, t in TRANSFORMS.items()}
+    )
+    value = "%26lt;SCRIPT%26gt;\\/x " * 100
+    view = RequestView({"type": "http", "headers": []})
+    first = ("url_decode", "html_entity_decode", "lowercase")
+    second = ("url_decode", "html_entity_decode", "js_decode")
+    assert view.transformed(value, first) == apply_chain(value, first)
+    assert view.transformed(value, second) == apply_chain(value, second)
+    assert [name for name, _ in runs] == [*first, "js_decode"]
+    short = value[:100]
+    runs.clear()
+    assert view.transformed(short, first) == apply_chain(short, first)
+    assert [name for name, _ in runs] == list(first)  # a short value's chain runs whole

@@ -11,7 +11,7 @@ from typing import Any
 
 from .body import BodyLimits, ParsedBody, media_type_of, parse_body, parse_query
 from .model import Target
-from .transforms import apply_chain
+from .transforms import TRANSFORMS
 
 Pairs = tuple[tuple[str, str], ...]
 # The default of what joins values for the engine's one-scan-per-chain (each group of rules
@@ -22,6 +22,9 @@ SEPARATOR = "\x00"
 _ALL_HEADERS = Target("headers")
 _DEFAULT_BODY_LIMITS = BodyLimits()
 
+
+# From this length on, a value's transform chain is remembered step by step (see transformed).
+_STEPWISE_MIN_CHARS = 1024
 
 # Media types by raw Content-Type value (see RequestView.media_type); bounded in entries and
 # in the length of what is remembered, forgotten wholesale when full.
@@ -346,6 +349,13 @@ class RequestView:
         key = ("transformed", value, chain)
         out = self._cache.get(key)
         if out is None:
-            out = apply_chain(value, chain)
+            if len(chain) > 1 and len(value) >= _STEPWISE_MIN_CHARS:
+                # Chains share their first steps (url_decode, html_entity_decode...), and on a
+                # long value each step costs more than remembering it: every prefix is kept.
+                out = TRANSFORMS[chain[-1]].apply(self.transformed(value, chain[:-1]))
+            else:
+                out = value
+                for name in chain:
+                    out = TRANSFORMS[name].apply(out)
             self._cache[key] = out
         return out
