@@ -331,8 +331,9 @@ def test_the_memory_of_decoded_entities_is_bounded() -> None:
 
 
 def test_a_long_value_runs_each_step_its_chains_share_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chains that begin alike (url_decode, html_entity_decode, then lowercase or js_decode)
-    run their common steps once on a long value, and give what the whole chain gives."""
+    """Chains that begin alike (url_decode, html_entity_decode, then lowercase or js_decode),
+    or that meet the same text after a step that changed nothing (base64_decode of text that
+    is not base64), run each step on that text once, and give what the whole chain gives."""
     from wafmw import request as request_module
     from wafmw.request import RequestView
     from wafmw.transforms import TRANSFORMS, Transform
@@ -356,6 +357,9 @@ def test_a_long_value_runs_each_step_its_chains_share_once(monkeypatch: pytest.M
     assert view.transformed(value, first) == apply_chain(value, first)
     assert view.transformed(value, second) == apply_chain(value, second)
     assert [name for name, _ in runs] == [*first, "js_decode"]
+    third = ("base64_decode", "url_decode", "html_entity_decode", "lowercase")
+    assert view.transformed(value, third) == apply_chain(value, third)
+    assert [name for name, _ in runs] == [*first, "js_decode", "base64_decode"]
     short = value[:100]
     runs.clear()
     assert view.transformed(short, first) == apply_chain(short, first)

@@ -23,7 +23,7 @@ _ALL_HEADERS = Target("headers")
 _DEFAULT_BODY_LIMITS = BodyLimits()
 
 
-# From this length on, a value's transform chain is remembered step by step (see transformed).
+# From this length on, each step of a value's transform chain is remembered (see transformed).
 _STEPWISE_MIN_CHARS = 1024
 
 # Media types by raw Content-Type value (see RequestView.media_type); bounded in entries and
@@ -349,12 +349,19 @@ class RequestView:
         key = ("transformed", value, chain)
         out = self._cache.get(key)
         if out is None:
-            if len(chain) > 1 and len(value) >= _STEPWISE_MIN_CHARS:
-                # Chains share their first steps (url_decode, html_entity_decode...), and on a
-                # long value each step costs more than remembering it: every prefix is kept.
-                out = TRANSFORMS[chain[-1]].apply(self.transformed(value, chain[:-1]))
+            out = value
+            if len(value) >= _STEPWISE_MIN_CHARS:
+                # On a long value each step costs more than remembering it, and chains meet
+                # the same text at the same step: those that begin alike (url_decode,
+                # html_entity_decode...), and those whose first step changed nothing (a
+                # base64_decode of text that is not base64, then url_decode...).
+                for name in chain:
+                    step = ("step", out, name)
+                    text = self._cache.get(step)
+                    if text is None:
+                        text = self._cache[step] = TRANSFORMS[name].apply(out)
+                    out = text
             else:
-                out = value
                 for name in chain:
                     out = TRANSFORMS[name].apply(out)
             self._cache[key] = out
