@@ -284,8 +284,13 @@ def _entity_sub(m: re.Match[str]) -> str:
     return m.group()
 
 
+# Where an entity can begin: the split tries its whole pattern at every "&", about 90 ns
+# each, where this search steps over those that no "#" or letter follows.
+_ENTITY_START = re.compile(r"&[#A-Za-z]")
+
+
 def html_entity_decode(s: str) -> str:
-    if "&" not in s:
+    if "&" not in s or _ENTITY_START.search(s) is None:
         return s
     return _decode_by_split(s, _ENTITY_SPLIT, _ENTITY_RE, _entity_sub, _ENTITY_MEMO)
 
