@@ -211,3 +211,35 @@ def test_very_long_header_is_bounded() -> None:
     s = scope("10.0.0.2", ("x-forwarded-for", "198.51.100.7, " + value))
     # Only the last 64 hops are walked; all trusted, so the furthest of those.
     assert resolve_client_ip(s, PROXIES) == "10.0.0.1"
+
+
+def test_remembered_answers_are_keyed_by_peer_and_header_and_bounded() -> None:
+    from wafmw import client_ip
+
+    config = parse_client_ip_config({"trusted_proxies": ["10.0.0.0/8"]})
+    cases = [
+        (scope("10.0.0.2", ("x-forwarded-for", "198.51.100.7")), "198.51.100.7"),
+        (scope("10.0.0.2", ("x-forwarded-for", "198.51.100.8")), "198.51.100.8"),
+        (scope("10.0.0.3", ("x-forwarded-for", "198.51.100.8")), "198.51.100.8"),
+        (scope("203.0.113.9", ("x-forwarded-for", "198.51.100.7")), "203.0.113.9"),
+        (scope("10.0.0.2", ("x-forwarded-for", "198.51.100.7, 10.0.0.5")), "198.51.100.7"),
+        (
+            scope("10.0.0.2", ("x-forwarded-for", "10.0.0.5"), ("x-forwarded-for", "1.2.3.4")),
+            "1.2.3.4",
+        ),
+        (scope("10.0.0.2", ("x-forwarded-for", "unknown")), "10.0.0.2"),
+    ]
+    for _ in range(2):  # the second round answers from the memories
+        for s, expected in cases:
+            assert resolve_client_ip(s, config) == expected
+    assert len(config.resolved) == 6  # the untrusted peer's header is never read
+    for i in range(2 * client_ip._MEMORY):
+        s = scope("10.0.0.2", ("x-forwarded-for", f"198.51.{i >> 8}.{i & 255}"))
+        assert resolve_client_ip(s, config) == f"198.51.{i >> 8}.{i & 255}"
+        assert len(config.resolved) <= client_ip._MEMORY
+        assert len(config.classified) <= client_ip._MEMORY
+    # A header too long to remember is walked each time, and answered the same.
+    long = ", ".join(["10.0.0.1"] * 60)
+    s = scope("10.0.0.2", ("x-forwarded-for", "198.51.100.9, " + long))
+    assert resolve_client_ip(s, config) == resolve_client_ip(s, config) == "198.51.100.9"
+    assert ("10.0.0.2", s["headers"][0][1]) not in config.resolved

@@ -9,10 +9,9 @@ client. A header sent by anyone else is ignored, so forging it gains nothing.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -35,6 +34,11 @@ _MAX_TRUSTED_PROXIES = 10_000
 class ClientIPConfig:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     header: str = "x-forwarded-for"  # lowercase; "forwarded" means RFC 7239
+    # Per-configuration memories (see resolve_client_ip): not part of what the config is.
+    classified: dict[str, tuple[str | None, bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    resolved: dict[tuple[Any, ...], str] = field(default_factory=dict, compare=False, repr=False)
 
 
 def parse_ip(text: str) -> IPAddress | None:
@@ -156,38 +160,38 @@ def _forwarded_for_hops(value: str) -> list[str]:
     return hops
 
 
-def _header_hops(scope: Mapping[str, Any], header: bytes, forwarded: bool) -> list[str]:
-    values = [
-        value.decode("latin-1") for name, value in scope.get("headers") or () if name == header
-    ]
-    if not values:
-        return []
-    joined = ",".join(values)  # repeated fields are one comma-separated list (RFC 9110)
+def _hops(values: list[bytes], forwarded: bool) -> list[str]:
+    joined = ",".join(v.decode("latin-1") for v in values)  # repeated fields are one list
     if forwarded:
         return _forwarded_for_hops(joined)
     return joined.split(",")
 
 
-def _classify(text: str, networks: tuple[IPNetwork, ...]) -> tuple[str | None, bool]:
+def _classify(text: str, config: ClientIPConfig) -> tuple[str | None, bool]:
     """An address as text: its canonical form (None when it is no address) and whether it is
-    one of the trusted proxies. Remembered: a deployment sees the same few proxies and, per
-    client, the same address request after request, and parsing costs microseconds. Text too
-    long to be an address is not remembered (nor is it an address)."""
-    if len(text) > _MAX_ADDRESS_TEXT:
-        return _classify_now(text, networks)
-    return _classify_remembered(text, networks)
+    one of the trusted proxies. Remembered per configuration: a deployment sees the same few
+    proxies and, per client, the same address request after request, and parsing costs
+    microseconds (a memory keyed by the networks too hashed each network in Python on every
+    call). Text longer than any address is parsed each time, not remembered."""
+    memo = config.classified
+    found = memo.get(text)
+    if found is None:
+        addr = parse_ip(text)
+        trusted = addr is not None and _is_trusted(addr, config.trusted_proxies)
+        found = (None if addr is None else str(addr), trusted)
+        if len(text) <= _MAX_ADDRESS_TEXT:
+            if len(memo) >= _MEMORY:
+                memo.clear()
+            memo[text] = found
+    return found
 
 
-def _classify_now(text: str, networks: tuple[IPNetwork, ...]) -> tuple[str | None, bool]:
-    addr = parse_ip(text)
-    if addr is None:
-        return None, False
-    return str(addr), _is_trusted(addr, networks)
-
-
-_classify_remembered = functools.lru_cache(maxsize=4096)(_classify_now)
 # The longest address text: an IPv6 address with an embedded IPv4 one and a zone id.
 _MAX_ADDRESS_TEXT = 64
+# Entries per memory, each forgotten wholesale when full; and the longest forwarding header
+# (all its fields together) whose answer is remembered.
+_MEMORY = 4096
+_MAX_REMEMBERED_HEADER = 512
 
 
 def resolve_client_ip(scope: Mapping[str, Any], config: ClientIPConfig) -> str | None:
@@ -196,23 +200,43 @@ def resolve_client_ip(scope: Mapping[str, Any], config: ClientIPConfig) -> str |
     if not client:
         return None
     peer: str = client[0]
-    networks = config.trusted_proxies
-    if not networks:
+    if not config.trusted_proxies:
         return peer
-    canonical, trusted = _classify(peer, networks)
+    canonical, trusted = _classify(peer, config)
     if canonical is None or not trusted:
         return peer
-    hops = _header_hops(scope, config.header.encode("latin-1"), config.header == "forwarded")
-    if not hops:
+    header = config.header.encode("latin-1")
+    values = [value for name, value in scope.get("headers") or () if name == header]
+    if not values:
         return peer
+    # The answer depends on the peer and the header alone: remembered by them, as the same
+    # client comes back through the same proxy.
+    key = (peer, *values)
+    memo = config.resolved
+    try:
+        found = memo.get(key)
+    except TypeError:  # header values that are not bytes (against the ASGI spec)
+        return _walk(peer, canonical, values, config)
+    if found is None:
+        found = _walk(peer, canonical, values, config)
+        if sum(map(len, values)) <= _MAX_REMEMBERED_HEADER:
+            if len(memo) >= _MEMORY:
+                memo.clear()
+            memo[key] = found
+    return found
+
+
+def _walk(peer: str, canonical: str, values: list[bytes], config: ClientIPConfig) -> str:
+    """The hops of the forwarding header, from the right, up to the first untrusted one."""
+    hops = _hops(values, config.header == "forwarded")
     best = canonical
     for hop in reversed(hops[-_MAX_HOPS:]):
-        canonical, trusted = _classify(_strip_port(hop), networks)
-        if canonical is None:
+        canonical_hop, trusted = _classify(_strip_port(hop), config)
+        if canonical_hop is None:
             # "unknown", an obfuscated "_node", or garbage: whatever lies further
             # left was written by someone we cannot vouch for.
             return peer
-        best = canonical
+        best = canonical_hop
         if not trusted:
             return best
     # Every hop is a trusted proxy: the furthest one is the best we know.
