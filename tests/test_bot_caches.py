@@ -205,9 +205,21 @@ def test_a_repeated_head_gets_its_remembered_verdict_and_any_change_a_fresh_one(
     assert len(det._head_memo) <= 4  # cleared when full
     # A crawler's verdict depends on the address: never remembered by head.
     det.assess(view(GOOGLEBOT, ip="66.249.66.1"))
-    assert all(v.kind != "crawler" for v in det._head_memo.values())
+    assert all(v.kind != "crawler" for _, v in det._head_memo.values())
     impostor = det.assess(view(GOOGLEBOT, ip="203.0.113.9"))
     assert impostor == BotDetector(det.config).assess(view(GOOGLEBOT, ip="203.0.113.9"))
+
+
+def test_a_remembered_head_hands_its_own_key_to_the_view() -> None:
+    """So that the engine's memory of clean heads, which stored the same key object, finds
+    it by identity instead of comparing every header again."""
+    det = BotDetector(default_bot_config())
+    first = view(CHROME)
+    det.assess(first)
+    again = view(CHROME)
+    assert again.head_key == first.head_key and again.head_key is not first.head_key
+    assert det.assess(again) == det.assess(first)
+    assert again.head_key is first.head_key
 
 
 def test_a_head_too_large_is_not_remembered() -> None:

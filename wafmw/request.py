@@ -128,6 +128,11 @@ class RequestView:
             )
         return key
 
+    def adopt_head_key(self, key: tuple[Any, ...]) -> None:
+        """Take a key equal to head_key (a memory's own, found by it) in its place: memories
+        that keep the same key object then find it by identity, without comparing it."""
+        self._head_key = key
+
     @property
     def memo(self) -> dict[Any, Any]:
         """Answers about this request that a reader computes once and asks again (keyed by the
