@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from .bots import BotDetector, BotVerdict, decide
 from .challenge import challenge_response, has_valid_pass, verification_response
@@ -46,7 +44,9 @@ class Guards:
         self.ruleset = ruleset
         self.client_ip = settings.client_ip
         self.resolver = (
-            partial(_resolve, config=self.client_ip) if self.client_ip.trusted_proxies else None
+            partial(resolve_client_ip, config=self.client_ip)
+            if self.client_ip.trusted_proxies
+            else None
         )
         self.ip_lists = ruleset.ip_lists
         self.limiter: RateLimiter | None = (
@@ -246,7 +246,3 @@ class Guards:
             if part is not None and not any(part is k for k in kept):
                 with contextlib.suppress(Exception):
                     await part.close()
-
-
-def _resolve(scope: Mapping[str, Any], config: Any) -> str | None:
-    return resolve_client_ip(scope, config)

@@ -154,7 +154,7 @@ class WAFMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        engine = self.store.active
+        engine: Engine | None = None
         guards = self._guards
         view = RequestView(scope)
         consumed: list[Message] = []
@@ -167,7 +167,8 @@ class WAFMiddleware:
             engine, kill = self.store.engine()  # one snapshot for the whole request
             settings = engine.settings
             if settings.mode != "off":
-                guards = self._guards_for_active()
+                if guards.ruleset is not engine.ruleset:  # a reload, or a kill switch thrown
+                    guards = self._guards_for_active()
                 view.client_ip_resolver = guards.resolver
                 view.body_limits = engine.body_limits
                 guard_matches: list[Match] = []
@@ -212,7 +213,7 @@ class WAFMiddleware:
                     else:
                         clean = True
         except Exception as exc:
-            if await self._fail(engine, view, exc, started, send):
+            if await self._fail(engine or self.store.active, view, exc, started, send):
                 return
             if consumed:
                 receive = _replaying(consumed, receive)
