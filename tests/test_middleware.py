@@ -422,3 +422,25 @@ async def test_header_pairs_given_as_lists_are_inspected_every_time() -> None:
         result = await call(waf, listed(benign), [b"q=shirts"])
         assert result.status == 200 and app.received == b"q=shirts"
     assert waf.counters["errors"] == 0
+
+
+@pytest.mark.parametrize("answer", [404, 200])
+async def test_the_apps_answers_reach_the_bot_behaviour_counts(
+    write_rules: Callable[..., Path], answer: int
+) -> None:
+    """The status the app sends is what the behaviour tracker counts: a client answered 404
+    again and again earns the 4xx-share signal; the same requests answered 200 do not."""
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope.get("wafmw.bot"))
+        await send({"type": "http.response.start", "status": answer, "headers": []})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    waf = WAFMiddleware(app, rules=write_rules("wafmw: 1\nfilters: []\nbots: {}\n"))
+    headers = [("host", "t"), ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Firefox")]
+    for index in range(25):
+        result = await call(waf, http_scope(f"/page-{index % 3}", headers=headers))
+        assert result.status == answer  # sent through to the client as the app sent it
+    ids = {signal.id for signal in seen[-1].signals}
+    assert (913141 in ids) == (answer == 404)
