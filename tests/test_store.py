@@ -172,36 +172,6 @@ def test_bad_reload_keeps_last_known_good_under_traffic(rules_file: Path, kind: 
     assert status["last_error"] and status["failed_reloads"] == 1
 
 
-def test_built_since_says_whether_a_build_ran_after_a_moment(
-    rules_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the middleware asks before it gives a timed-out evaluation a second budget."""
-    waf = WAFMiddleware(EchoApp(), rules=rules_file)
-    store = waf.store
-    before = time.perf_counter()
-    assert not store.built_since(before)  # the start-up build ended earlier
-    release, started = threading.Event(), threading.Event()
-    build = store._build_engine
-
-    def slow_build(*args: Any, **kwargs: Any) -> Any:
-        started.set()
-        assert release.wait(5)
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(store, "_build_engine", slow_build)
-    reload = threading.Thread(target=store.reload, kwargs={"force": True})
-    reload.start()
-    assert started.wait(5)
-    assert store.built_since(time.perf_counter())  # building now
-    release.set()
-    reload.join(5)
-    after = time.perf_counter()
-    assert store.built_since(before) and not store.built_since(after)
-    monkeypatch.setattr(store, "_build_engine", lambda *a, **k: 1 / 0)  # a build that fails
-    assert store.reload(force=True) is False
-    assert store.built_since(after)  # it ran, and held the GIL as long, all the same
-
-
 def test_rule_that_raises_at_evaluation_is_quarantined_under_traffic(rules_file: Path) -> None:
     waf, client = app_with(rules_file)
     broken = next(cf for g in waf.engine.groups for cf in g.set_filters if cf.rule.id == 100)

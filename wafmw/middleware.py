@@ -191,13 +191,13 @@ class WAFMiddleware:
                     try:
                         matches = engine.evaluate_head(view, head_start + engine.time_budget_s)
                     except EvaluationTimeout:
-                        # The budget is wall-clock time. While a ruleset is built in another
-                        # thread, its RE2 compiles hold the GIL for tens of milliseconds, and
-                        # this evaluation may have spent its budget waiting, not working: then
-                        # it runs once more with a fresh budget (a true overrun overruns
-                        # again, and on_error applies).
-                        if not self.store.built_since(head_start):
-                            raise
+                        # Once more with a fresh budget (a true overrun overruns again, and
+                        # on_error applies): the budget may have gone to work that is done
+                        # by now. RE2 builds its automata's states as text first needs them,
+                        # and text unlike any seen before (a kilobyte of random characters
+                        # padding an attack) cost tens of milliseconds the first time, one
+                        # the next: failing open then let the attack through. And a ruleset
+                        # built in another thread holds the GIL through its RE2 compiles.
                         matches = engine.evaluate_head(
                             view, time.perf_counter() + engine.time_budget_s
                         )
@@ -396,9 +396,7 @@ class WAFMiddleware:
         deadline = time.perf_counter() + engine.time_budget_s - spent
         try:
             found = engine.evaluate_body(view, deadline)
-        except EvaluationTimeout:
-            if not self.store.built_since(head_start):  # as for phase 1, in __call__
-                raise
+        except EvaluationTimeout:  # once more, as for phase 1 (see __call__)
             found = engine.evaluate_body(view, time.perf_counter() + engine.time_budget_s)
         if matches:
             found = matches + found

@@ -126,12 +126,6 @@ class RulesetStore:
         self.min_reload_interval_s = min_reload_interval_s
         self.control_file = Path(control_file) if control_file is not None else None
         self._lock = threading.RLock()
-        # Builds in progress and when the last one ended (perf_counter). A build compiles RE2
-        # sets, which hold the GIL for tens of milliseconds at a time: a request evaluated
-        # meanwhile in another thread may see its wall-clock budget run out while it waited
-        # (see built_since). Set before the first build: the initial one counts too.
-        self._building = 0
-        self._built_at = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fingerprint: tuple[Any, ...] = ()
@@ -189,19 +183,7 @@ class RulesetStore:
 
     # -- building -----------------------------------------------------------------------------
 
-    def built_since(self, since: float) -> bool:
-        """Whether a ruleset was being built at some moment after `since` (perf_counter)."""
-        return self._building > 0 or self._built_at >= since
-
     def _build(self, sources: Sequence[Path], *, screen_patterns: bool) -> Engine:
-        self._building += 1
-        try:
-            return self._build_engine(sources, screen_patterns=screen_patterns)
-        finally:
-            self._building -= 1
-            self._built_at = time.perf_counter()
-
-    def _build_engine(self, sources: Sequence[Path], *, screen_patterns: bool) -> Engine:
         ruleset = load_rules(
             list(sources),
             mode=self.overrides["mode"],  # type: ignore[arg-type]
