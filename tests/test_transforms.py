@@ -334,10 +334,18 @@ def test_a_long_value_runs_each_step_its_chains_share_once(monkeypatch: pytest.M
     """Chains that begin alike (url_decode, html_entity_decode, then lowercase or js_decode),
     or that meet the same text after a step that changed nothing (base64_decode of text that
     is not base64), run each step on that text once, and give what the whole chain gives."""
-    from wafmw import request as request_module
     from wafmw.request import RequestView
     from wafmw.transforms import TRANSFORMS, Transform
 
+    value = "%26lt;SCRIPT%26gt;\\/x " * 100
+    short = value[:100]
+    first = ("url_decode", "html_entity_decode", "lowercase")
+    second = ("url_decode", "html_entity_decode", "js_decode")
+    third = ("base64_decode", "url_decode", "html_entity_decode", "lowercase")
+    expected = {
+        (text, chain): apply_chain(text, chain)
+        for text, chain in [(value, first), (value, second), (value, third), (short, first)]
+    }
     runs: list[tuple[str, int]] = []
 
     def counted(t: Transform) -> Transform:
@@ -348,19 +356,14 @@ def test_a_long_value_runs_each_step_its_chains_share_once(monkeypatch: pytest.M
         return Transform(t.name, apply, t.local)
 
     monkeypatch.setattr(
-        request_module, "TRANSFORMS", {n: counted(t) for n, t in TRANSFORMS.items()}
+        transforms_module, "TRANSFORMS", {n: counted(t) for n, t in TRANSFORMS.items()}
     )
-    value = "%26lt;SCRIPT%26gt;\\/x " * 100
     view = RequestView({"type": "http", "headers": []})
-    first = ("url_decode", "html_entity_decode", "lowercase")
-    second = ("url_decode", "html_entity_decode", "js_decode")
-    assert view.transformed(value, first) == apply_chain(value, first)
-    assert view.transformed(value, second) == apply_chain(value, second)
+    assert view.transformed(value, first) == expected[(value, first)]
+    assert view.transformed(value, second) == expected[(value, second)]
     assert [name for name, _ in runs] == [*first, "js_decode"]
-    third = ("base64_decode", "url_decode", "html_entity_decode", "lowercase")
-    assert view.transformed(value, third) == apply_chain(value, third)
+    assert view.transformed(value, third) == expected[(value, third)]
     assert [name for name, _ in runs] == [*first, "js_decode", "base64_decode"]
-    short = value[:100]
     runs.clear()
-    assert view.transformed(short, first) == apply_chain(short, first)
+    assert view.transformed(short, first) == expected[(short, first)]
     assert [name for name, _ in runs] == list(first)  # a short value's chain runs whole

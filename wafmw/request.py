@@ -11,7 +11,7 @@ from typing import Any
 
 from .body import BodyLimits, ParsedBody, media_type_of, parse_body, parse_query
 from .model import Target
-from .transforms import TRANSFORMS
+from .transforms import apply_chain
 
 Pairs = tuple[tuple[str, str], ...]
 # The default of what joins values for the engine's one-scan-per-chain (each group of rules
@@ -364,10 +364,9 @@ class RequestView:
                     step = ("step", out, name)
                     text = self._cache.get(step)
                     if text is None:
-                        text = self._cache[step] = TRANSFORMS[name].apply(out)
+                        text = self._cache[step] = apply_chain(out, (name,))
                     out = text
             else:
-                for name in chain:
-                    out = TRANSFORMS[name].apply(out)
+                out = apply_chain(value, chain)
             self._cache[key] = out
         return out
