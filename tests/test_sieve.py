@@ -27,7 +27,13 @@ from wafmw.casetest import case_scope
 from wafmw.engine import Engine
 from wafmw.loader import load_rules
 from wafmw.model import Ruleset, Target
-from wafmw.patterns import as_if_stood_in, re2_options, tolerating, tolerating_cmdline
+from wafmw.patterns import (
+    as_if_stood_in,
+    re2_options,
+    tolerating,
+    tolerating_cmdline,
+    without_upper_bounds,
+)
 from wafmw.request import RequestView
 from wafmw.sieve import (
     _JSON_JUNK,
@@ -674,3 +680,45 @@ def test_the_strings_with_escapes_are_found_decoded_and_only_they() -> None:
         found = sieve._escaped_strings(text.encode())
         parts = found.split(sieve.separator.decode()) if found else []
         assert sorted(parts) == sorted(expected), text
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"[a-z][a-z0-9+.-]{1,20}://", r"[a-z][a-z0-9+.-]{1,}://"),
+        (r"(?:\.0x[0-9a-f]{1,2}){0,3}x{10,12}?", r"(?:\.0x[0-9a-f]{1,}){0,}x{10,}?"),
+        (r"\x{1f}{0,3}", r"\x{1f}{0,}"),
+        (r"a{3}b{2,}c{,5}", r"a{3}b{2,}c{,5}"),  # no upper bound to drop, or no repetition
+        (r"\{1,2\}[{1,2}]\\{1,2}", r"\{1,2\}[{1,2}]\\{1,}"),  # escaped or in a class
+        (r"\Qa{1,2}\E", r"\Qa{1,2}\E"),  # quoting is left alone
+    ],
+)
+def test_without_upper_bounds_drops_only_the_bounds_of_counted_repetitions(
+    pattern: str, expected: str
+) -> None:
+    assert without_upper_bounds(pattern) == expected
+    re2.compile(expected, re2_options())
+
+
+def test_without_upper_bounds_never_misses_and_keeps_everything_but_the_bounds() -> None:
+    """The unbounded pattern matches every text the pattern matches; on texts too short to
+    reach past a bound of 9, it matches exactly where the pattern with each upper bound raised
+    to 9 does: the lower bounds and everything else are kept."""
+    rng = random.Random(29)
+    tried = 0
+    for _ in range(300):
+        pattern = "".join(
+            rng.choice(["a", "b", "[ab]", "[^a]", r"\d", "(?:ab|b)", "(?:a|1)"])
+            + rng.choice(["", "?", "{2,3}", "{0,2}", "{1,4}", "{2}"])
+            for _ in range(rng.randrange(1, 4))
+        )
+        original = re2.compile(pattern, re2_options())
+        widened = re2.compile(without_upper_bounds(pattern), re2_options())
+        raised = re2.compile(re.sub(r"\{(\d),\d\}", r"{\1,9}", pattern), re2_options())
+        tried += "," in pattern
+        for _ in range(100):
+            text = "".join(rng.choice("ab1 ") for _ in range(rng.randrange(9)))
+            if original.search(text):
+                assert widened.search(text), (pattern, text)
+            assert bool(widened.search(text)) == bool(raised.search(text)), (pattern, text)
+    assert tried > 100

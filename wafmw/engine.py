@@ -41,7 +41,7 @@ from .patterns import (
     CompiledPattern,
     anchored_at_joins,
     compile_pattern,
-    re2_options,
+    compile_scanner,
     tolerating,
     tolerating_cmdline,
 )
@@ -237,10 +237,7 @@ def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
 
 
 def _probe(pattern: str) -> Any:
-    probe = re2.Set.SearchSet(re2_options())
-    probe.Add(pattern)
-    probe.Compile()
-    return probe
+    return compile_scanner([pattern])
 
 
 _CMDLINE_CHAINS = (("cmdline",), ("url_decode", "cmdline"))
@@ -948,11 +945,7 @@ class Engine:
 
 
 def _compile_set(sources: list[str], separator: str) -> Any:
-    scanner = re2.Set.SearchSet(re2_options())
-    for source in sources:
-        scanner.Add(anchored_at_joins(source, separator))
-    scanner.Compile()
-    return scanner
+    return compile_scanner([anchored_at_joins(source, separator) for source in sources])
 
 
 def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple[Any, str]:

@@ -52,6 +52,52 @@ def check_pattern(pattern: str) -> str:
     return "regex"
 
 
+_COUNTED = re.compile(r"\{(\d+),\d+\}")
+
+
+def without_upper_bounds(pattern: str) -> str:
+    """The pattern with the upper bound of every counted repetition dropped (`{m,n}` becomes
+    `{m,}`): it matches wherever the pattern matches, and more.
+
+    For the scans whose every match is confirmed by the filter's own pattern (the sieve, a
+    group's set, a unit probe). RE2's automaton for a bounded repetition of characters that
+    can also begin it, as in `[a-z][a-z0-9.-]{1,20}://`, must tell apart every count in
+    flight at once: on text made of those characters (hex digests, base64 blobs, tokens) it
+    meets a new state at almost every byte, and each costs tens of microseconds to build.
+    Unbounded, the counts in flight past `m` are one state. Patterns this does not rewrite
+    (`\\Q...\\E`) are returned as they are."""
+    try:
+        atoms = list(_atoms(pattern))
+    except ValueError:
+        return pattern
+    out: list[str] = []
+    i = 0
+    while i < len(atoms):
+        if atoms[i] == "{":
+            end = i + 1
+            while end < len(atoms) and end - i < 12 and atoms[end] in "0123456789,":
+                end += 1
+            if end < len(atoms) and atoms[end] == "}":
+                counted = _COUNTED.fullmatch("".join(atoms[i : end + 1]))
+                if counted is not None:
+                    out.append("{" + counted.group(1) + ",}")
+                    i = end + 1
+                    continue
+        out.append(atoms[i])
+        i += 1
+    return "".join(out)
+
+
+def compile_scanner(sources: list[str]) -> Any:
+    """An RE2 set of the sources, each without upper bounds (see without_upper_bounds): for
+    scans that only flag what the filters' own patterns then confirm."""
+    scanner = re2.Set.SearchSet(_RE2_OPTIONS)
+    for source in sources:
+        scanner.Add(without_upper_bounds(source))
+    scanner.Compile()
+    return scanner
+
+
 def _rewrite_anchors(
     pattern: str, separator: str | None, *, delimiters: str | None = None
 ) -> tuple[str, bool]:

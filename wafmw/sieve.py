@@ -36,7 +36,7 @@ import re2
 
 from .body import is_json, is_xml
 from .model import Target
-from .patterns import anchored_at_delimiters, as_if_stood_in, re2_options
+from .patterns import anchored_at_delimiters, as_if_stood_in, compile_scanner, re2_options
 from .request import RequestView
 from .transforms import (
     JOIN_CHARACTERS,
@@ -606,8 +606,4 @@ def json_pass_of(sources: list[str], entries: list[SieveEntry]) -> SievePass | N
 
 
 def _compile(sources: list[str]) -> Any:
-    scanner = re2.Set.SearchSet(re2_options())
-    for source in sources:
-        scanner.Add(source)
-    scanner.Compile()
-    return scanner
+    return compile_scanner(sources)
