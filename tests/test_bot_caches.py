@@ -190,6 +190,8 @@ def test_a_repeated_head_gets_its_remembered_verdict_and_any_change_a_fresh_one(
     monkeypatch.setattr(detector_module, "_HEAD_MEMO_SIZE", 4)
     det = BotDetector(default_bot_config())
     first = det.assess(view(CHROME, path="/a"))
+    assert not det._head_memo  # seen once: not remembered (see doorkeeper.py)
+    assert det.assess(view(CHROME, path="/a")) is first
     det._request_cache.clear()  # a hit now can only come from the head memory
     assert det.assess(view(CHROME, path="/a")) is first
     assert len(det._request_cache) == 0
@@ -214,8 +216,9 @@ def test_a_remembered_head_hands_its_own_key_to_the_view() -> None:
     """So that the engine's memory of clean heads, which stored the same key object, finds
     it by identity instead of comparing every header again."""
     det = BotDetector(default_bot_config())
+    det.assess(view(CHROME))
     first = view(CHROME)
-    det.assess(first)
+    det.assess(first)  # seen twice: remembered, by this view's key
     again = view(CHROME)
     assert again.head_key == first.head_key and again.head_key is not first.head_key
     assert det.assess(again) == det.assess(first)
@@ -225,9 +228,11 @@ def test_a_remembered_head_hands_its_own_key_to_the_view() -> None:
 def test_a_head_too_large_is_not_remembered() -> None:
     det = BotDetector(default_bot_config())
     big = [*CHROME, ("x-padding", "a" * 5000)]
-    det.assess(view(big))
+    for _ in range(3):
+        det.assess(view(big))
     assert not det._head_memo
-    det.assess(view(CHROME))
+    for _ in range(2):
+        det.assess(view(CHROME))
     assert len(det._head_memo) == 1
 
 

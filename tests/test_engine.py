@@ -12,6 +12,7 @@ import pytest
 from wafmw import detectors, load_rules
 from wafmw import engine as engine_module
 from wafmw.casetest import case_scope
+from wafmw.doorkeeper import Doorkeeper
 from wafmw.engine import Engine
 from wafmw.model import Case
 from wafmw.request import RequestView
@@ -215,8 +216,10 @@ def test_a_clean_head_is_remembered_and_a_matching_one_never(
     monkeypatch.setattr(engine, "_evaluate", counting)
     headers = (("User-Agent", "a browser"),)
     assert matched(engine, "/p?q=fine", headers=headers) == []
+    assert not engine._clean_heads  # seen once: not remembered (see doorkeeper.py)
     assert matched(engine, "/p?q=fine", headers=headers) == []
-    assert evaluated == ["/p"]  # the second time: one lookup
+    assert matched(engine, "/p?q=fine", headers=headers) == []
+    assert evaluated == ["/p", "/p"]  # the third time: one lookup
     # Any change in the head is a new head.
     assert matched(engine, "/p?q=evil", headers=headers) == [1]
     assert matched(engine, "/p?q=fine", headers=(("User-Agent", "evil bot"),)) == [1]
@@ -224,7 +227,7 @@ def test_a_clean_head_is_remembered_and_a_matching_one_never(
     # A head with a match, even a detect-only one, is evaluated every time: logged each time.
     assert matched(engine, "/p?q=fine", headers=(*headers, ("X-Mode", "debug"))) == [2]
     assert matched(engine, "/p?q=evil", headers=headers) == [1]
-    assert len(evaluated) == 6
+    assert len(evaluated) == 7
 
 
 def test_the_clean_head_memory_is_bounded(
@@ -234,9 +237,24 @@ def test_the_clean_head_memory_is_bounded(
     engine = engine_for(write_rules, rule(1, "[args]", "contains: evil"))
     for i in range(100):
         assert matched(engine, f"/p?q={i}") == []
-        assert len(engine._clean_heads) <= 16
-    assert matched(engine, "/p?q=" + "a" * 5000) == []  # too large to remember
+        assert matched(engine, f"/p?q={i}") == []  # seen twice: remembered
+        assert 0 < len(engine._clean_heads) <= 16
+    for _ in range(2):
+        assert matched(engine, "/p?q=" + "a" * 5000) == []  # too large to remember
     assert all(len(key[5]) < 5000 for key in engine._clean_heads)
+
+
+def test_heads_seen_once_are_not_remembered(
+    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most heads carry their own path, query or cookie: remembering each would only churn
+    the memory. Among one-off heads, one that comes back is remembered."""
+    engine = engine_for(write_rules, rule(1, "[args]", "contains: evil"))
+    for i in range(200):
+        assert matched(engine, f"/p?q={i}") == []
+    assert not engine._clean_heads
+    assert matched(engine, "/p?q=7") == []
+    assert len(engine._clean_heads) == 1
 
 
 def test_forget_makes_the_next_request_a_first_sight(
@@ -244,6 +262,7 @@ def test_forget_makes_the_next_request_a_first_sight(
 ) -> None:
     engine = engine_for(write_rules, rule(1, "[args, headers]", "contains: evil"))
     headers = (("User-Agent", "a browser"),)
+    assert matched(engine, "/p?q=fine", headers=headers) == []
     assert matched(engine, "/p?q=fine", headers=headers) == []
     assert engine._clean_heads and engine.head_sieve is not None
     assert engine.head_sieve.parts_seen
@@ -321,3 +340,14 @@ def test_the_rules_of_one_detector_read_a_value_once(
     read.clear()
     assert matched(engine, "/?q=" + padded.replace(" ", "%20") + "y") == [1, 2]
     assert read == [len(padded) + 1]  # another long value: read afresh
+
+
+def test_the_doorkeeper_admits_on_the_second_sighting_and_stays_bounded() -> None:
+    door = Doorkeeper(8)
+    assert not door.admits(("GET", "/a"))
+    assert door.admits(("GET", "/a"))
+    assert not door.admits(("GET", "/a"))  # admitted: its memory holds it from now on
+    for i in range(100):
+        assert not door.admits(("GET", f"/{i}"))
+        assert len(door._seen) <= 8
+    assert not door.admits(("GET", "/0"))  # forgotten when the doorkeeper filled up

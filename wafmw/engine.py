@@ -34,6 +34,7 @@ import re2
 from .body import BodyLimits
 from .decision import Decision, Match, truncate
 from .detect import get_detector
+from .doorkeeper import Doorkeeper
 from .errors import EvaluationTimeout
 from .globs import compile_globs
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
@@ -148,9 +149,10 @@ _VERDICT_MEMORY = 8192
 _VERDICT_MAX_BYTES = 512
 _UNKNOWN: Any = object()
 _DETECTOR_MEMORY_MAX_CHARS = 512
-# Heads found clean, remembered whole (see Engine.evaluate_head): a client repeating a request
-# (a page reloaded, an API polled, a health check) costs one lookup. Bounded in entries and in
-# head size; a head with any match is never remembered, so every match is found and logged.
+# Heads found clean, remembered whole (see Engine.evaluate_head) once seen twice (see
+# doorkeeper.py): a client repeating a request (a page reloaded, an API polled, a health check)
+# costs one lookup. Bounded in entries and in head size; a head with any match is never
+# remembered, so every match is found and logged.
 _CLEAN_HEAD_MEMORY = 4096
 _CLEAN_HEAD_MAX_BYTES = 4096
 
@@ -334,6 +336,7 @@ class Engine:
         )
         self._signature_verdicts: dict[tuple[Any, ...], list[Match]] = {}
         self._clean_heads: dict[tuple[Any, ...], None] = {}
+        self._clean_heads_door = Doorkeeper(_CLEAN_HEAD_MEMORY)
         self._query_names = _names_probe(
             {
                 name
@@ -524,6 +527,7 @@ class Engine:
         """Drop the memories of recurring heads, parts and header verdicts: the next requests
         cost what first sight costs (the worst-case benchmark measures that)."""
         self._clean_heads.clear()
+        self._clean_heads_door.clear()
         self._header_verdicts.clear()
         self._signature_verdicts.clear()
         for sieve in (self.head_sieve, self.body_sieve):
@@ -545,7 +549,11 @@ class Engine:
         except TypeError:  # header pairs that are not hashable: evaluated every time
             return self._evaluate(view, deadline, body=False)
         matches = self._evaluate(view, deadline, body=False)
-        if not matches and view.head_size() <= _CLEAN_HEAD_MAX_BYTES:
+        if (
+            not matches
+            and self._clean_heads_door.admits(key)
+            and view.head_size() <= _CLEAN_HEAD_MAX_BYTES
+        ):
             if len(clean) >= _CLEAN_HEAD_MEMORY:
                 clean.clear()
             clean[key] = None

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
+from ..doorkeeper import Doorkeeper
 from ..request import RequestView
 from .behaviour import BehaviourTracker
 from .config import BotConfig, Crawler
@@ -25,8 +26,9 @@ _UA_SCAN_CHARS: Final = 1024  # longer User-Agents are classified on their first
 _CACHE_SIZE: Final = 4096  # entries per cache (user agents, signals, verdicts); cleared when full
 _REQUEST_CACHE_SIZE: Final = 4096  # request verdicts by their inputs (LRU, see _request_key)
 _PATH_MEMO_SIZE: Final = 4096  # trap-path answers by path; cleared when full
-# Verdicts by the whole request head (RequestView.head_key): a repeated request costs one
-# lookup. Cleared when full; heads over _HEAD_MAX_BYTES are not remembered.
+# Verdicts by the whole request head (RequestView.head_key), once seen twice (see
+# doorkeeper.py): a repeated request costs one lookup. Cleared when full; heads over
+# _HEAD_MAX_BYTES are not remembered.
 _HEAD_MEMO_SIZE: Final = 4096
 _HEAD_MAX_BYTES: Final = 4096
 _CLIENT_MEMO_SIZE: Final = 4096  # behaviour identities by client address; cleared when full
@@ -100,6 +102,7 @@ class BotDetector:
         self._request_cache: OrderedDict[RequestKey, BotVerdict] = OrderedDict()
         # Each verdict beside the key it was remembered by (see assess).
         self._head_memo: dict[tuple[object, ...], tuple[tuple[object, ...], BotVerdict]] = {}
+        self._head_door = Doorkeeper(_HEAD_MEMO_SIZE)
         self._trap_memo: dict[str, bool] = {}
         self._client_memo: dict[str, str] = {}
         self._behaviour: BehaviourTracker | None = None
@@ -166,7 +169,11 @@ class BotDetector:
             return verdict
         verdict = self._assess_by_inputs(view)
         # A crawler's verdict depends on the client address too: never remembered here.
-        if verdict.kind != "crawler" and view.head_size() <= _HEAD_MAX_BYTES:
+        if (
+            verdict.kind != "crawler"
+            and self._head_door.admits(head)
+            and view.head_size() <= _HEAD_MAX_BYTES
+        ):
             memo = self._head_memo
             if len(memo) >= _HEAD_MEMO_SIZE:
                 memo.clear()
