@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 from typing import Any
 
 import pytest
 
-from wafmw.client_ip import ClientIPConfig, parse_client_ip_config, resolve_client_ip
+from wafmw.client_ip import (
+    ClientIPConfig,
+    _classify,
+    parse_client_ip_config,
+    parse_ip,
+    resolve_client_ip,
+)
 
 
 def scope(peer: str | None, *headers: tuple[str, str]) -> dict[str, Any]:
@@ -243,3 +250,26 @@ def test_remembered_answers_are_keyed_by_peer_and_header_and_bounded() -> None:
     s = scope("10.0.0.2", ("x-forwarded-for", "198.51.100.9, " + long))
     assert resolve_client_ip(s, config) == resolve_client_ip(s, config) == "198.51.100.9"
     assert ("10.0.0.2", s["headers"][0][1]) not in config.resolved
+
+
+def test_the_ipv4_fast_path_classifies_as_the_address_parser_does() -> None:
+    """_classify checks IPv4 addresses in their usual spelling without ipaddress; for every
+    text it must give what parse_ip and the trusted networks give."""
+    config = parse_client_ip_config(
+        {"trusted_proxies": ["10.0.0.0/8", "192.168.1.7", "::ffff:172.16.0.0/108", "fd00::/8"]}
+    )
+    rng = random.Random(5)
+    texts = ["01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4 ", " 1.2.3.4", "256.1.1.1", "0x1.2.3.4"]
+    texts += ["1.2.3.4\x00", "", "1.2.3.4.5", "١.2.3.4", "::ffff:10.1.2.3", "fd00::1", "unknown"]
+    for _ in range(3000):
+        common = [0, 7, 10, 16, 31, 168, 172, 192, 255, rng.randrange(256)]
+        texts.append(".".join(str(rng.choice(common)) for _ in range(4)))
+    for text in texts:
+        config.classified.clear()
+        addr = parse_ip(text)
+        expected = (
+            None if addr is None else str(addr),
+            addr is not None and any(addr in net for net in config.trusted_proxies),
+        )
+        assert _classify(text, config) == expected, text
+        assert _classify(text, config) == expected, text  # and from the memory

@@ -10,6 +10,7 @@ client. A header sent by anyone else is ignored, so forging it gains nothing.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,17 @@ class ClientIPConfig:
         default_factory=dict, compare=False, repr=False
     )
     resolved: dict[tuple[Any, ...], str] = field(default_factory=dict, compare=False, repr=False)
+    # The IPv4 networks of trusted_proxies as (network, mask) integers, for _classify's
+    # fast path.
+    trusted_v4: tuple[tuple[int, int], ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        v4 = tuple(
+            (int(net.network_address), int(net.netmask))
+            for net in self.trusted_proxies
+            if isinstance(net, ipaddress.IPv4Network)
+        )
+        object.__setattr__(self, "trusted_v4", v4)
 
 
 def parse_ip(text: str) -> IPAddress | None:
@@ -167,18 +179,42 @@ def _hops(values: list[bytes], forwarded: bool) -> list[str]:
     return joined.split(",")
 
 
+def _ipv4(text: str) -> int | None:
+    """The address as an integer when `text` is an IPv4 address spelled as the C library
+    spells it back (four decimal octets without leading zeros: what proxies write); None
+    for anything else, which parse_ip decides. About 0.15 µs, against 1.3 µs for parse_ip."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):  # not such an address; ValueError: an embedded NUL
+        return None
+    if socket.inet_ntop(socket.AF_INET, packed) != text:
+        return None
+    return int.from_bytes(packed, "big")
+
+
 def _classify(text: str, config: ClientIPConfig) -> tuple[str | None, bool]:
     """An address as text: its canonical form (None when it is no address) and whether it is
     one of the trusted proxies. Remembered per configuration: a deployment sees the same few
-    proxies and, per client, the same address request after request, and parsing costs
-    microseconds (a memory keyed by the networks too hashed each network in Python on every
-    call). Text longer than any address is parsed each time, not remembered."""
+    proxies and, per client, the same address request after request (a memory keyed by the
+    networks too hashed each network in Python on every call). An IPv4 address in its usual
+    spelling is checked by _ipv4 when the memory does not hold it: behind a proxy with more
+    clients than the memory holds, most lookups miss, and parse_ip costs microseconds. Text
+    longer than any address is parsed each time, not remembered."""
     memo = config.classified
     found = memo.get(text)
     if found is None:
-        addr = parse_ip(text)
-        trusted = addr is not None and _is_trusted(addr, config.trusted_proxies)
-        found = (None if addr is None else str(addr), trusted)
+        value = _ipv4(text)
+        if value is not None:
+            trusted = False
+            for net, mask in config.trusted_v4:
+                if value & mask == net:
+                    trusted = True
+                    break
+            found = (text, trusted)
+        else:
+            addr = parse_ip(text)
+            trusted = addr is not None and _is_trusted(addr, config.trusted_proxies)
+            found = (None if addr is None else str(addr), trusted)
         if len(text) <= _MAX_ADDRESS_TEXT:
             if len(memo) >= _MEMORY:
                 memo.clear()
