@@ -13,6 +13,7 @@ import base64
 import json
 import random
 import re
+import string
 import tempfile
 import textwrap
 from pathlib import Path
@@ -722,3 +723,72 @@ def test_without_upper_bounds_never_misses_and_keeps_everything_but_the_bounds()
                 assert widened.search(text), (pattern, text)
             assert bool(widened.search(text)) == bool(raised.search(text)), (pattern, text)
     assert tried > 100
+
+
+def _shipped_scanners() -> list[Any]:
+    """Every scanner of the shipped rules at paranoia 4: the sieves' passes and the groups'."""
+    engine = Engine(load_rules([str(RULES)], paranoia=4))
+    scanners: list[Any] = [g.scanner for g in engine.groups if g.scanner is not None]
+    for sieve in (engine.head_sieve, engine.body_sieve):
+        assert sieve is not None
+        scanners += [p.scanner for p in sieve.passes]
+        if sieve.json_pass is not None:
+            scanners.append(sieve.json_pass.scanner)
+    return scanners
+
+
+def test_a_scanner_finds_the_same_patterns_one_by_one_as_through_its_set() -> None:
+    """Text new to a set's automaton is searched one pattern at a time (Scanner.one_by_one):
+    on every shipped scanner, for random text and for attacks inside it, the same patterns
+    as the set finds."""
+    rng = random.Random(31)
+    attacks = [
+        "' UNION SELECT password FROM users--",
+        "<script>alert(1)</script>",
+        "../../etc/passwd",
+        "${jndi:ldap://x/a}",
+        ";cat /etc/passwd",
+        "{{7*7}}",
+        "http://169.254.169.254/latest/",
+    ]
+    alphabets = [string.printable, string.ascii_letters + string.digits + "+/", "0123456789abcdef"]
+    scanners = _shipped_scanners()
+    found = 0
+    for _ in range(12):
+        text = "".join(rng.choice(rng.choice(alphabets)) for _ in range(rng.randrange(50, 600)))
+        at = rng.randrange(len(text))
+        text = (text[:at] + rng.choice(attacks) + text[at:]).encode()
+        for scanner in scanners:
+            expected = sorted(scanner.Match(text) or [])
+            assert sorted(scanner.one_by_one(text)) == expected
+            found += bool(expected)
+    assert found > 50  # the attacks were there to be found
+
+
+def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_one_by_one_when_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scanner.match probes a long text at a few windows and times them: the decision
+    between the set and the patterns one by one, with a clock that says fast or slow."""
+    import wafmw.patterns as patterns
+
+    scanner = patterns.compile_scanner([r"union\s+select", r"<script", r"etc/passwd"])
+    text = ("a=1&" * 2000 + "q=<script>").encode()
+    ways: list[str] = []
+    monkeypatch.setattr(
+        patterns.Scanner, "one_by_one", lambda self, t: ways.append("one by one") or [1]
+    )
+    step = 0
+
+    def clock() -> int:
+        nonlocal step
+        step += tick
+        return step
+
+    monkeypatch.setattr(patterns.time, "perf_counter_ns", clock)
+    tick = 10  # ns: every window fast
+    assert scanner.match(text) == [1] and ways == []
+    tick = 10_000_000  # 10 ms a window: new text
+    assert scanner.match(text) == [1] and ways == ["one by one"]
+    tick = 10_000_000
+    assert scanner.match(b"q=<script>") == [1] and ways == ["one by one"]  # short: no probe

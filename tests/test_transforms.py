@@ -257,6 +257,8 @@ def test_url_decode_fast_path_agrees_with_the_escape_by_escape_one() -> None:
     rng = random.Random(11)
     pieces = ["%", "%2", "%25", "%41", "%c3", "%a9", "%C0%AF", "%e0%80%ae", "%ff", "\\", "\\x41"]
     pieces += ["a", "é", "\x01", " ", "%%", "%0", "%zz", "%F0%9F%98%80", "%ed%a0%80", "+"]
+    # and %u escapes, decoded one by one between stretches decoded at C speed
+    pieces += ["%u0041", "%U00e9", "%uD83D%uDE00", "%ud800", "%uDE00", "%u", "%u00", "%uzzzz"]
     for _ in range(50000):
         value = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 8)))
         assert _url_decode_round(value) == _PCT_RE.sub(_pct_sub, value), value

@@ -39,7 +39,10 @@ from .errors import EvaluationTimeout
 from .globs import compile_globs
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
 from .patterns import (
+    PROBE_MIN_BYTES,
     CompiledPattern,
+    OnePattern,
+    Scanner,
     anchored_at_joins,
     compile_pattern,
     compile_scanner,
@@ -131,7 +134,7 @@ class ChainGroup:
     # ("headers:user-agent") when no filter of the group needs the whole kind.
     head_units: tuple[Target, ...] = ()
     body_units: tuple[Target, ...] = ()
-    scanner: Any = None  # re2.Set
+    scanner: Scanner | None = None
     separator: str = SEPARATOR
     set_filters: list[CompiledFilter] = field(default_factory=list)
     direct_head: list[CompiledFilter] = field(default_factory=list)
@@ -167,7 +170,9 @@ def _operator(cf: CompiledFilter) -> Callable[[str, float], str | None]:
 
         def regex_test(subject: str, deadline: float) -> str | None:
             probe = cf.probe
-            if probe is not None and not probe.Match(subject):
+            if probe is not None and not (
+                probe.Match(subject) if len(subject) < PROBE_MIN_BYTES else probe.search(subject)
+            ):
                 return None
             return pattern.search(subject, deadline - time.perf_counter())
 
@@ -211,7 +216,8 @@ def _prefiltered(probe: Any, check: Callable[[str], bool]) -> Callable[[str], bo
     """A detector's check, run only where its cheap prefilter matches."""
 
     def prefiltered_check(value: str) -> bool:
-        return bool(probe.Match(value)) and check(value)
+        found = probe.Match(value) if len(value) < PROBE_MIN_BYTES else probe.search(value)
+        return bool(found) and check(value)
 
     return prefiltered_check
 
@@ -238,8 +244,8 @@ def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
     return cached_check
 
 
-def _probe(pattern: str) -> Any:
-    return compile_scanner([pattern])
+def _probe(pattern: str) -> OnePattern:
+    return OnePattern(pattern)
 
 
 _CMDLINE_CHAINS = (("cmdline",), ("url_decode", "cmdline"))
@@ -705,7 +711,8 @@ class Engine:
         text = view.transformed(joined, group.on_joined)
         if not text:
             return []
-        return group.scanner.Match(text) or []
+        assert group.scanner is not None  # callers scan only groups that have one
+        return group.scanner.match(text)
 
     def _scan_some(
         self,
@@ -880,7 +887,12 @@ class Engine:
             subjects: list[str] | None = None
             if len(items) > 2 and cf.unit_probe is not None and not rule.negate:
                 unit_text = self._unit_text(cf, view, target)
-                if not cf.unit_probe.Match(unit_text):
+                probe = cf.unit_probe
+                if not (
+                    probe.Match(unit_text)
+                    if len(unit_text) < PROBE_MIN_BYTES
+                    else probe.search(unit_text)
+                ):
                     continue
                 # The group's transforms commute with the join, so the transformed values are
                 # the pieces of the transformed join — unless a value held the join character.
@@ -952,11 +964,11 @@ class Engine:
         return Decision("allow", 200, 0, False, matches)
 
 
-def _compile_set(sources: list[str], separator: str) -> Any:
+def _compile_set(sources: list[str], separator: str) -> Scanner:
     return compile_scanner([anchored_at_joins(source, separator) for source in sources])
 
 
-def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple[Any, str]:
+def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple[Scanner, str]:
     """The group's RE2 set and the character that joins values for it.
 
     Any joining character gives correct results (a match across a join is dropped by the

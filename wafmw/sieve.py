@@ -36,7 +36,14 @@ import re2
 
 from .body import is_json, is_xml
 from .model import Target
-from .patterns import anchored_at_delimiters, as_if_stood_in, compile_scanner, re2_options
+from .patterns import (
+    PROBE_MIN_BYTES,
+    Scanner,
+    anchored_at_delimiters,
+    as_if_stood_in,
+    compile_scanner,
+    re2_options,
+)
 from .request import RequestView
 from .transforms import (
     JOIN_CHARACTERS,
@@ -240,7 +247,7 @@ class SievePass:
     transformed by `chain` for the groups whose triggers would fire on ordinary values."""
 
     chain: tuple[str, ...]
-    scanner: Any  # re2.Set
+    scanner: Scanner
     entries: list[SieveEntry]
 
 
@@ -391,7 +398,10 @@ class Sieve:
                 # copy. A body that does not lex is scanned as it is, below.
                 json_pass = self.json_pass
                 if json_pass is not None:
-                    hits = json_pass.scanner.Match(body)
+                    scanner = json_pass.scanner
+                    hits = (
+                        scanner.Match(body) if len(body) < PROBE_MIN_BYTES else scanner.match(body)
+                    )
                     found = [json_pass.entries[i] for i in hits] if hits else []
                 else:
                     found = self._run(body.translate(_JSON_SYNTAX_STOOD_IN), None, finished=True)
@@ -463,7 +473,7 @@ class Sieve:
                     subject = cmdline_ascii(text)
                 else:
                     subject = apply_chain(text.decode("utf-8"), chain).encode("utf-8")
-            hits = sieve_pass.scanner.Match(subject)
+            hits = sieve_pass.scanner.match(subject)
             if hits:
                 entries = sieve_pass.entries
                 flagged.extend(entries[i] for i in hits)
@@ -605,5 +615,5 @@ def json_pass_of(sources: list[str], entries: list[SieveEntry]) -> SievePass | N
         return None
 
 
-def _compile(sources: list[str]) -> Any:
+def _compile(sources: list[str]) -> Scanner:
     return compile_scanner(sources)

@@ -137,11 +137,35 @@ def _pct_sub(m: re.Match[str]) -> str:
     return bytes.fromhex(m.group().replace("%", "")).decode("utf-8", _URL_ERRORS)
 
 
+# The %u escapes of _PCT_RE alone, for re.split: (high, low) of a surrogate pair, or one.
+_PCT_U_RE = re.compile(
+    r"%[uU]([dD][89abAB][0-9A-Fa-f]{2})%[uU]([dD][c-fC-F][0-9A-Fa-f]{2})"
+    r"|%[uU]([0-9A-Fa-f]{4})"
+)
+
+
 def _url_decode_round(s: str) -> str:
     if "%u" in s or "%U" in s:
-        return _PCT_RE.sub(_pct_sub, s)  # %uXXXX: one callback per escape
-    # Every other case at C speed, whatever the text holds (see _percent_bytes), then the
-    # bytes are decoded as UTF-8 leniently (see _URL_ERRORS).
+        # The %u escapes one by one, the text between them at C speed: a single "%u" once
+        # sent the whole text through a callback per escape (60 ms for 32 KB of escapes).
+        pieces = _PCT_U_RE.split(s)
+        out = [_url_decode_plain(pieces[0])]
+        for i in range(1, len(pieces), 4):
+            high, low, single = pieces[i : i + 3]
+            out.append(
+                _surrogate_pair(high, low) if single is None else _code_point(int(single, 16))
+            )
+            out.append(_url_decode_plain(pieces[i + 3]))
+        return "".join(out)
+    return _url_decode_plain(s)
+
+
+def _url_decode_plain(s: str) -> str:
+    """One round of %XX decoding of text that holds no %uXXXX escape: at C speed, whatever
+    else the text holds (see _percent_bytes), then the bytes decoded as UTF-8 leniently (see
+    _URL_ERRORS)."""
+    if "%" not in s:
+        return s
     try:
         data = s.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate
