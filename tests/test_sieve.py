@@ -772,7 +772,7 @@ def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_one_by_one_wh
     between the set and the patterns one by one, with a clock that says fast or slow."""
     import wafmw.patterns as patterns
 
-    scanner = patterns.compile_scanner([r"union\s+select", r"<script", r"etc/passwd"])
+    scanner = patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"])
     text = ("a=1&" * 2000 + "q=<script>").encode()
     ways: list[str] = []
     monkeypatch.setattr(

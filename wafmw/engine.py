@@ -45,7 +45,6 @@ from .patterns import (
     Scanner,
     anchored_at_joins,
     compile_pattern,
-    compile_scanner,
     tolerating,
     tolerating_cmdline,
 )
@@ -965,7 +964,7 @@ class Engine:
 
 
 def _compile_set(sources: list[str], separator: str) -> Scanner:
-    return compile_scanner([anchored_at_joins(source, separator) for source in sources])
+    return Scanner([anchored_at_joins(source, separator) for source in sources])
 
 
 def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple[Scanner, str]:

@@ -41,7 +41,6 @@ from .patterns import (
     Scanner,
     anchored_at_delimiters,
     as_if_stood_in,
-    compile_scanner,
     re2_options,
 )
 from .request import RequestView
@@ -578,7 +577,7 @@ def compile_passes(
     """Compile each pass's set and pick a joining character that no member of any pass
     matches on its own (any would be correct; this one flags nothing by itself)."""
     passes = tuple(
-        SievePass(chain, _compile(sources), entries)
+        SievePass(chain, Scanner(sources), entries)
         for chain, (sources, entries) in members.items()
         if sources
     )
@@ -610,10 +609,6 @@ def json_pass_of(sources: list[str], entries: list[SieveEntry]) -> SievePass | N
         except ValueError:
             return None
     try:
-        return SievePass((), _compile(rewritten), list(entries))
+        return SievePass((), Scanner(rewritten), list(entries))
     except re2.error:
         return None
-
-
-def _compile(sources: list[str]) -> Scanner:
-    return compile_scanner(sources)
