@@ -56,7 +56,22 @@ def check_pattern(pattern: str) -> str:
     return "regex"
 
 
-_COUNTED = re.compile(r"\{(\d+),\d+\}")
+# What without_upper_bounds reads: quoting (which it leaves alone), an escape or a class
+# (kept as they are), or a counted repetition with an upper bound (rewritten).
+_COUNTED = re.compile(r"\\Q|\\.|\[\^?\]?(?:\[:\^?[a-z]+:\]|\\.|[^\]\\])*\]|\{(\d+),\d+\}")
+
+
+class _Quoted(Exception):
+    """A \\Q...\\E quote: without_upper_bounds leaves the pattern as it is."""
+
+
+def _unbounded(m: re.Match[str]) -> str:
+    low = m.group(1)
+    if low is not None:
+        return "{" + low + ",}"
+    if m.group() == "\\Q":
+        raise _Quoted
+    return m.group()
 
 
 def without_upper_bounds(pattern: str) -> str:
@@ -68,28 +83,14 @@ def without_upper_bounds(pattern: str) -> str:
     can also begin it, as in `[a-z][a-z0-9.-]{1,20}://`, must tell apart every count in
     flight at once: on text made of those characters (hex digests, base64 blobs, tokens) it
     meets a new state at almost every byte, and each costs tens of microseconds to build.
-    Unbounded, the counts in flight past `m` are one state. Patterns this does not rewrite
-    (`\\Q...\\E`) are returned as they are."""
-    try:
-        atoms = list(_atoms(pattern))
-    except ValueError:
+    Unbounded, the counts in flight past `m` are one state. Patterns with `\\Q...\\E` are
+    returned as they are."""
+    if "{" not in pattern:
         return pattern
-    out: list[str] = []
-    i = 0
-    while i < len(atoms):
-        if atoms[i] == "{":
-            end = i + 1
-            while end < len(atoms) and end - i < 12 and atoms[end] in "0123456789,":
-                end += 1
-            if end < len(atoms) and atoms[end] == "}":
-                counted = _COUNTED.fullmatch("".join(atoms[i : end + 1]))
-                if counted is not None:
-                    out.append("{" + counted.group(1) + ",}")
-                    i = end + 1
-                    continue
-        out.append(atoms[i])
-        i += 1
-    return "".join(out)
+    try:
+        return _COUNTED.sub(_unbounded, pattern)
+    except _Quoted:
+        return pattern
 
 
 # Scans of texts new to a set's automaton (see Scanner): texts this long or longer are probed
