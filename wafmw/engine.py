@@ -243,10 +243,6 @@ def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
     return cached_check
 
 
-def _probe(pattern: str) -> OnePattern:
-    return OnePattern(pattern)
-
-
 _CMDLINE_CHAINS = (("cmdline",), ("url_decode", "cmdline"))
 
 
@@ -384,12 +380,12 @@ class Engine:
         if rule.operator == "regex":
             cf.pattern = compile_pattern(rule.argument)
             if cf.pattern.engine == "re2":
-                cf.probe = _probe(cf.pattern.source)
+                cf.probe = OnePattern(cf.pattern.source)
         elif rule.operator == "contains_any":
             cf.words = tuple(rule.argument)
         elif rule.operator == "detect":
             cf.detector = get_detector(rule.argument)
-            cf.probe = _probe(cf.detector.prefilter)
+            cf.probe = OnePattern(cf.detector.prefilter)
             check = detector_checks.get(rule.argument)
             if check is None:
                 check = _remembering(_prefiltered(cf.probe, cf.detector.check))
@@ -428,7 +424,7 @@ class Engine:
         for cf, source in zip(group.set_filters, sources, strict=True):
             if cf.probe is not None:
                 cf.group = group
-                cf.unit_probe = _probe(anchored_at_joins(source, group.separator))
+                cf.unit_probe = OnePattern(anchored_at_joins(source, group.separator))
         targets = {t for cf in group.set_filters for t in cf.rule.targets}
         whole = {t.kind for t in targets if t.name is None}
         units = sorted((t for t in targets if t.name is None or t.kind not in whole), key=str)
