@@ -792,3 +792,16 @@ def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_one_by_one_wh
     assert scanner.match(text) == [1] and ways == ["one by one"]
     tick = 10_000_000
     assert scanner.match(b"q=<script>") == [1] and ways == ["one by one"]  # short: no probe
+
+
+def test_a_pattern_too_large_for_a_single_patterns_memory_is_still_searched_alone() -> None:
+    """A user's word list can compile in a set's memory bound but not in the lower one of a
+    pattern searched alone: it is then compiled with the set's."""
+    import wafmw.patterns as patterns
+
+    words = "|".join(f"w{i}x{i * 7}y" for i in range(60000))
+    scanner = patterns.Scanner([rf"(?i)\b(?:{words})\b", "<script"])
+    text = b"a " * 3000 + b"W59999x419993Y <script>"
+    assert sorted(scanner.one_by_one(text)) == sorted(scanner.Match(text)) == [0, 1]
+    probe = patterns.OnePattern(rf"(?i)\b(?:{words})\b")
+    assert probe.search(text.decode()) and not probe.search("nothing here " * 400)

@@ -171,8 +171,7 @@ class Scanner:
         """The indices of the patterns found in `text`, each searched alone."""
         singles = self._singles
         if singles is None:
-            options = _single_options()
-            singles = self._singles = [re2.compile(s, options) for s in self._sources]
+            singles = self._singles = [_single(source) for source in self._sources]
         return [i for i, single in enumerate(singles) if single.search(text) is not None]
 
 
@@ -198,7 +197,7 @@ class OnePattern:
     def search(self, text: bytes | str) -> bool:
         regex = self._regex
         if regex is None:
-            regex = self._regex = re2.compile(self._source, _single_options())
+            regex = self._regex = _single(self._source)
         return regex.search(text) is not None
 
 
@@ -206,6 +205,18 @@ def _single_options() -> Any:
     options = re2_options()
     options.max_mem = _SINGLE_MAX_MEM
     return options
+
+
+_SINGLE_OPTIONS = _single_options()
+
+
+def _single(source: str) -> Any:
+    """One pattern of a set compiled alone, with the lower memory bound of a single pattern
+    where its program fits in it, else with a set's (which it fits: the set compiled)."""
+    try:
+        return re2.compile(source, _SINGLE_OPTIONS)
+    except re2.error:
+        return re2.compile(source, _RE2_OPTIONS)
 
 
 def _rewrite_anchors(
