@@ -244,9 +244,7 @@ def test_the_clean_head_memory_is_bounded(
     assert all(len(key[5]) < 5000 for key in engine._clean_heads)
 
 
-def test_heads_seen_once_are_not_remembered(
-    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_heads_seen_once_are_not_remembered(write_rules: Callable[..., Path]) -> None:
     """Most heads carry their own path, query or cookie: remembering each would only churn
     the memory. Among one-off heads, one that comes back is remembered."""
     engine = engine_for(write_rules, rule(1, "[args]", "contains: evil"))
