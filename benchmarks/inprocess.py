@@ -178,7 +178,8 @@ def _fresh(scope: dict[str, Any], client: tuple[str, int]) -> dict[str, Any]:
     """A copy of the scope made of new objects, as a server hands each request: a str or bytes
     object remembers its hash once computed, and reusing one request's objects would spare
     wafmw's memories the hashing and comparing that every real request costs them (about
-    1 µs per GET). Both configurations pay for the copying alike."""
+    2 µs and 17.7k instructions per GET, see README). Both configurations pay for the copying
+    alike."""
     out = dict(scope)
     out["path"] = scope["path"].encode().decode()
     out["raw_path"] = bytes(bytearray(scope["raw_path"]))

@@ -310,9 +310,10 @@ async def test_an_evaluation_out_of_budget_runs_once_more(
 
 
 async def test_an_attack_padded_with_random_text_is_blocked() -> None:
-    """Random text is what RE2's lazily built automata handle worst the first time (here tens
-    of milliseconds for a kilobyte, past the 50 ms budget at two); the second try finds the
-    states built. With the shipped rules (on_error: open), failing open let this through."""
+    """Random text is what RE2's lazily built automata handle worst the first time (tens of
+    milliseconds a kilobyte through a set; the query's text here is long enough to be probed
+    and searched one pattern at a time, and a second try finds states built). With the
+    shipped rules (on_error: open), running out of the budget twice let this through."""
     rng = random.Random(5)
     printable = string.ascii_letters + string.digits + string.punctuation + " "
     junk = "".join(rng.choice(printable) for _ in range(2048))

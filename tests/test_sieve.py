@@ -804,4 +804,4 @@ def test_a_pattern_too_large_for_a_single_patterns_memory_is_still_searched_alon
     text = b"a " * 3000 + b"W59999x419993Y <script>"
     assert sorted(scanner.one_by_one(text)) == sorted(scanner.Match(text)) == [0, 1]
     probe = patterns.OnePattern(rf"(?i)\b(?:{words})\b")
-    assert probe.search(text.decode()) and not probe.search("nothing here " * 400)
+    assert probe.found(text.decode()) and not probe.found("nothing here " * 400)

@@ -177,7 +177,7 @@ def test_rule_that_raises_at_evaluation_is_quarantined_under_traffic(rules_file:
     broken = next(cf for g in waf.engine.groups for cf in g.set_filters if cf.rule.id == 100)
 
     class Exploding:
-        def Match(self, text: str) -> Any:
+        def found(self, text: str) -> bool:
             raise RuntimeError("rule exploded")
 
     broken.probe = Exploding()

@@ -40,9 +40,10 @@ class ClientIPConfig:
         default_factory=dict, compare=False, repr=False
     )
     resolved: dict[tuple[Any, ...], str] = field(default_factory=dict, compare=False, repr=False)
-    # The IPv4 networks of trusted_proxies as (network, mask) integers, for _classify's
-    # fast path.
+    # Derived once, for every request: the IPv4 networks of trusted_proxies as (network,
+    # mask) integers (for _classify's fast path), and the header name as ASGI spells it.
     trusted_v4: tuple[tuple[int, int], ...] = field(init=False, compare=False, repr=False)
+    header_name: bytes = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         v4 = tuple(
@@ -51,6 +52,7 @@ class ClientIPConfig:
             if isinstance(net, ipaddress.IPv4Network)
         )
         object.__setattr__(self, "trusted_v4", v4)
+        object.__setattr__(self, "header_name", self.header.encode("latin-1"))
 
 
 def parse_ip(text: str) -> IPAddress | None:
@@ -241,7 +243,7 @@ def resolve_client_ip(scope: Mapping[str, Any], config: ClientIPConfig) -> str |
     canonical, trusted = _classify(peer, config)
     if canonical is None or not trusted:
         return peer
-    header = config.header.encode("latin-1")
+    header = config.header_name
     values = [value for name, value in scope.get("headers") or () if name == header]
     if not values:
         return peer

@@ -39,7 +39,6 @@ from .errors import EvaluationTimeout
 from .globs import compile_globs
 from .model import Comparison, FilterRule, Ruleset, Settings, Target
 from .patterns import (
-    PROBE_MIN_BYTES,
     CompiledPattern,
     OnePattern,
     Scanner,
@@ -169,9 +168,7 @@ def _operator(cf: CompiledFilter) -> Callable[[str, float], str | None]:
 
         def regex_test(subject: str, deadline: float) -> str | None:
             probe = cf.probe
-            if probe is not None and not (
-                probe.Match(subject) if len(subject) < PROBE_MIN_BYTES else probe.search(subject)
-            ):
+            if probe is not None and not probe.found(subject):
                 return None
             return pattern.search(subject, deadline - time.perf_counter())
 
@@ -211,12 +208,11 @@ def _narrow(rule: FilterRule) -> bool:
     return all(t.name is not None or t.kind in _SINGLE_VALUED for t in rule.targets)
 
 
-def _prefiltered(probe: Any, check: Callable[[str], bool]) -> Callable[[str], bool]:
+def _prefiltered(probe: OnePattern, check: Callable[[str], bool]) -> Callable[[str], bool]:
     """A detector's check, run only where its cheap prefilter matches."""
 
     def prefiltered_check(value: str) -> bool:
-        found = probe.Match(value) if len(value) < PROBE_MIN_BYTES else probe.search(value)
-        return bool(found) and check(value)
+        return probe.found(value) and check(value)
 
     return prefiltered_check
 
@@ -882,12 +878,7 @@ class Engine:
             subjects: list[str] | None = None
             if len(items) > 2 and cf.unit_probe is not None and not rule.negate:
                 unit_text = self._unit_text(cf, view, target)
-                probe = cf.unit_probe
-                if not (
-                    probe.Match(unit_text)
-                    if len(unit_text) < PROBE_MIN_BYTES
-                    else probe.search(unit_text)
-                ):
+                if not cf.unit_probe.found(unit_text):
                     continue
                 # The group's transforms commute with the join, so the transformed values are
                 # the pieces of the transformed join — unless a value held the join character.

@@ -56,11 +56,6 @@ def check_pattern(pattern: str) -> str:
     return "regex"
 
 
-# What without_upper_bounds reads: quoting (which it leaves alone), an escape or a class
-# (kept as they are), or a counted repetition with an upper bound (rewritten).
-_COUNTED = re.compile(r"\\Q|\\.|\[\^?\]?(?:\[:\^?[a-z]+:\]|\\.|[^\]\\])*\]|\{(\d+),\d+\}")
-
-
 class _Quoted(Exception):
     """A \\Q...\\E quote: without_upper_bounds leaves the pattern as it is."""
 
@@ -177,24 +172,26 @@ class Scanner:
 
 class OnePattern:
     """One pattern, without upper bounds (see without_upper_bounds), for a probe whose
-    matches are confirmed. `Match(text)` is a set of the one pattern's, a call straight into
-    C; `search(text)`, a regex's, for a text of PROBE_MIN_BYTES or more: a set reads the
-    whole text where a regex stops at the first match, and on text new to it builds more
-    states (16 KB of random text through each of the shipped rules' 178 probes: 42 ms as
-    sets, 23 ms as regexes), while a short text costs a regex's Python wrapper about 0.6 µs
-    more than a set. The regex is compiled when first needed."""
+    matches are confirmed: `found(text)` says whether it occurs. A text shorter than
+    PROBE_MIN_BYTES goes through a set of the one pattern, a call straight into C (a regex's
+    Python wrapper costs about 0.6 µs more); a longer one through a regex, which stops at the
+    first match where a set reads the whole text, and which builds fewer states on text new
+    to it (16 KB of random text through each of the shipped rules' 178 probes: 42 ms as
+    sets, 23 ms as regexes). The regex is compiled when first needed."""
 
-    __slots__ = ("Match", "_regex", "_source")
+    __slots__ = ("_match", "_regex", "_source")
 
     def __init__(self, pattern: str) -> None:
         self._source = without_upper_bounds(pattern)
         one = re2.Set.SearchSet(_RE2_OPTIONS)
         one.Add(self._source)
         one.Compile()
-        self.Match = one.Match
+        self._match = one.Match
         self._regex: Any = None
 
-    def search(self, text: bytes | str) -> bool:
+    def found(self, text: bytes | str) -> bool:
+        if len(text) < PROBE_MIN_BYTES:
+            return bool(self._match(text))
         regex = self._regex
         if regex is None:
             regex = self._regex = _single(self._source)
@@ -492,6 +489,12 @@ _CMD_DELETED = "".join(f"\\x{{{ord(ch):x}}}" for ch in CMDLINE_DELETED)
 _CMD_SPACED = "".join(f"\\x{{{ord(ch):x}}}" for ch in CMDLINE_SEPARATORS)
 _QUANTIFIER = re.compile(r"[*+?]|\{\d+(?:,\d*)?\}")
 _ESCAPE = re.compile(r"\\(?:x\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{2}|[pP](?:\{[^}]*\}|.)|[0-7]{1,3}|.)")
+# What without_upper_bounds reads: quoting (which it leaves alone), an escape (as _atoms
+# reads one) or a class (as _class_end bounds a well-formed one), both kept as they are, or
+# a counted repetition with an upper bound (rewritten).
+_COUNTED = re.compile(
+    rf"\\Q|{_ESCAPE.pattern}|\[\^?\]?(?:\[:\^?[a-z]+:\]|\\.|[^\]\\])*\]|\{{(\d+),\d+\}}"
+)
 
 
 def _class_with(body: str, member: str) -> str:

@@ -398,6 +398,8 @@ class Sieve:
                 json_pass = self.json_pass
                 if json_pass is not None:
                     scanner = json_pass.scanner
+                    # Scanner.match's short-text branch, inlined: the usual POST's one scan
+                    # is spared a Python call.
                     hits = (
                         scanner.Match(body) if len(body) < PROBE_MIN_BYTES else scanner.match(body)
                     )
