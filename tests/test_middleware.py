@@ -324,6 +324,21 @@ async def test_an_attack_padded_with_random_text_is_blocked() -> None:
     assert (result.status, app.calls) == (403, 0)
 
 
+async def test_a_chunked_body_declared_empty_by_content_length_is_inspected() -> None:
+    """A server frames a chunked body by Transfer-Encoding whatever Content-Length says: the
+    body the app would read is the one the WAF inspects."""
+    app = EchoApp()
+    waf = WAFMiddleware(app)
+    headers = [
+        ("content-length", "0"),
+        ("transfer-encoding", "chunked"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ]
+    attack = b"id=1%20UNION%20SELECT%20password%20FROM%20users"
+    result = await call(waf, http_scope("/submit", "POST", headers), [attack])
+    assert (result.status, app.calls) == (403, 0)
+
+
 @pytest.mark.parametrize(
     ("method", "headers", "expected"),
     [
@@ -333,7 +348,9 @@ async def test_an_attack_padded_with_random_text_is_blocked() -> None:
         ("POST", [(b"content-length", b"0")], False),
         ("GET", [(b"content-length", b" 0 ")], False),
         ("GET", [(b"transfer-encoding", b"chunked")], True),
-        ("GET", [(b"transfer-encoding", b"chunked"), (b"content-length", b"0")], False),
+        # Transfer-Encoding frames the body whatever Content-Length says (RFC 9112, 6.3).
+        ("GET", [(b"transfer-encoding", b"chunked"), (b"content-length", b"0")], True),
+        ("POST", [(b"content-length", b"0"), (b"transfer-encoding", b"chunked")], True),
         ("GET", [(b"content-length", b"5"), (b"content-length", b"0")], True),  # the first
         ("GET", [[b"host", b"t"], [b"content-length", b"3"]], True),  # pairs as lists
     ],

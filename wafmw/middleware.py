@@ -37,18 +37,21 @@ _NAME = operator.itemgetter(0)
 
 
 def _may_have_body(view: RequestView) -> bool:
-    headers = view.scope.get("headers", ())
-    body_method = view.method in _BODY_METHODS
-    if not body_method and _FRAMING_HEADERS.isdisjoint(map(_NAME, headers)):
+    """Whether the request may carry a body. Transfer-Encoding wins over Content-Length, as
+    RFC 9112 (6.3) has servers frame the body: a chunked body sent with "Content-Length: 0"
+    reaches the app, so it is inspected."""
+    if view.method not in _BODY_METHODS and _FRAMING_HEADERS.isdisjoint(
+        map(_NAME, view.scope.get("headers", ()))
+    ):
         return False  # the usual GET, told with the loop in C: no framing header at all
-    chunked = False
-    for name, value in headers:
-        if name in _FRAMING_HEADERS:
-            if name == b"content-length":  # the first one decides
-                return value.strip() not in (b"", b"0")
-            chunked = True
+    names = view.raw_header_names()
+    if b"transfer-encoding" in names:
+        return True
+    if b"content-length" in names:  # the first one decides
+        length = view.raw_header(b"content-length") or b""
+        return length.strip() not in (b"", b"0")
     # HTTP/2 and HTTP/3 need no Content-Length: trust the method there.
-    return chunked or body_method
+    return view.method in _BODY_METHODS
 
 
 def _stops(outcome: Outcome | None, logged: list[Match]) -> bool:
