@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -486,3 +487,40 @@ async def test_moving_window_buckets_are_bounded(clock: Clock) -> None:
     assert len(window.stamps) <= 100  # hits 0.05 s apart share 0.6 s buckets
     clock.now += 15.0  # the first hits leave; the buckets were stamped late, never early
     assert window.total == 900 and await limiter.check(Req()) is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"limit": "7/10 seconds", "strategy": "moving-window"},
+        {"limit": "5/minute", "strategy": "moving-window", "cost": 2},
+        {"limit": "4/5 seconds", "strategy": "moving-window", "ban_seconds": 3},
+    ],
+)
+def test_the_short_moving_window_check_is_the_general_one(
+    clock: Clock, spec: dict[str, Any]
+) -> None:
+    """One per-client moving-window rule takes check_moving_one; on random clients and clock
+    steps (buckets shared, buckets leaving, refusals, bans) it answers what check() answers
+    and leaves the same counts behind."""
+    short, general = RateLimiter([rule(**spec)]), RateLimiter([rule(**spec)])
+    assert short._moving_per_client
+    general._moving_per_client = False  # the general path, as for any other set-up
+    rng = random.Random(3)
+    refused = 0
+    for _ in range(3000):
+        req = Req(client_ip=rng.choice(["192.0.2.1", "192.0.2.2", "2001:db8::7"]))
+        got, want = short.check_local(req), general.check_local(req)
+        assert (got and dataclasses.astuple(got)) == (want and dataclasses.astuple(want))
+        refused += bool(got and got.limited)
+        clock.now += rng.choice([0.0, 0.001, 0.05, 0.3, 1.0, 4.0])
+    assert refused > 100  # the refusals were compared, not only the admissions
+    for backend in (short._backend, general._backend):
+        assert isinstance(backend, ratelimit._MemoryBackend)
+    assert {
+        k: (e.ban_until, [(w.stamps, w.units, w.total) for w in e.windows])
+        for k, e in short._backend._state.items()  # type: ignore[union-attr]
+    } == {
+        k: (e.ban_until, [(w.stamps, w.units, w.total) for w in e.windows])
+        for k, e in general._backend._state.items()  # type: ignore[union-attr]
+    }
