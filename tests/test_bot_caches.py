@@ -417,6 +417,37 @@ async def test_evaluate_without_io_is_evaluate() -> None:
     assert not remote.observe_local(view(CHROME), 200)
 
 
+def test_counting_on_arrival_gives_the_signals_counting_on_answer_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The middleware has the detector count a request as it arrives, and observes the answer
+    only when it is a 4xx: every verdict is what counting the whole request once answered
+    gives. Random clients (one without an address), paths (trap paths among them), answers
+    and clock steps, across bucket boundaries."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(behaviour_module, "_wall", lambda: now[0])
+    config = {"behaviour": {"max_requests": 12, "min_requests": 4, "max_distinct_paths": 9}}
+    on_arrival = BotDetector(parse_bot_config(config, bots_data_dir()))
+    on_answer = BotDetector(parse_bot_config(config, bots_data_dir()))
+    rng = random.Random(5)
+    clients = ["198.51.100.1", "198.51.100.2", "2001:db8::1", None]
+    fired: set[int] = set()
+    for _ in range(600):
+        ip = rng.choice(clients)
+        path = rng.choice(["/", "/a", "/.env", f"/p{rng.randrange(12)}"])
+        status = rng.choice([200, 200, 301, 404, 403, 500])
+        arriving, answered = view(CHROME, ip=ip, path=path), view(CHROME, ip=ip, path=path)
+        verdict = on_arrival.evaluate_local(arriving, count=True)
+        assert verdict == on_answer.evaluate_local(answered)
+        assert verdict is not None and arriving.behaviour_counted
+        fired.update(s.id for s in verdict.signals)
+        if 400 <= status < 500:  # as the middleware does
+            assert on_arrival.observe_local(arriving, status)
+        assert on_answer.observe_local(answered, status)
+        now[0] += rng.choice([0.01, 0.5, 3.0, 20.0])
+    assert {913140, 913141, 913142, 913143} <= fired  # every signal was compared
+
+
 # ------------------------------------------------------------------- the pass, checked lazily
 
 PASS_RULES = """\

@@ -329,7 +329,9 @@ async def test_bot_rules_act_on_exactly_the_scores_below_their_thresholds(
     verdicts += [BotVerdict(None, (), None, False, b, "unknown") for b in (None, 20, 50, 90)]
     acted = set()
     for verdict in verdicts:
-        monkeypatch.setattr(guards.detector, "evaluate_local", lambda view, v=verdict: v)
+        monkeypatch.setattr(
+            guards.detector, "evaluate_local", lambda view, count=False, v=verdict: v
+        )
         view = RequestView(http_scope(path))
         outcome = guards.bot_local(view, NO_KILL, False)
         expected = decide(guards.bots.rules, verdict, "GET", path)

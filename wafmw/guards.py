@@ -165,7 +165,8 @@ class Guards:
         if view.path == config.challenge.path:
             status, headers, body = verification_response(view, config.challenge, time.time())
             return Outcome(status, tuple(headers), body)
-        verdict = detector.evaluate_local(view)  # most set-ups: no I/O, so no coroutine
+        # Most set-ups: no I/O, so no coroutine; counted now, and observed after for a 4xx only.
+        verdict = detector.evaluate_local(view, count=True)
         if verdict is None:
             verdict = await detector.evaluate(view)
         return self._bot_outcome(view, verdict, kill, detect)
@@ -178,7 +179,7 @@ class Guards:
         if view.path == config.challenge.path:
             status, headers, body = verification_response(view, config.challenge, time.time())
             return Outcome(status, tuple(headers), body)
-        verdict = detector.evaluate_local(view)
+        verdict = detector.evaluate_local(view, count=True)  # observed after for a 4xx only
         assert verdict is not None  # local: evaluate_local always answers
         return self._bot_outcome(view, verdict, kill, detect)
 

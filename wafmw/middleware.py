@@ -40,18 +40,21 @@ def _may_have_body(view: RequestView) -> bool:
     """Whether the request may carry a body. Transfer-Encoding wins over Content-Length, as
     RFC 9112 (6.3) has servers frame the body: a chunked body sent with "Content-Length: 0"
     reaches the app, so it is inspected."""
-    if view.method not in _BODY_METHODS and _FRAMING_HEADERS.isdisjoint(
-        map(_NAME, view.scope.get("headers", ()))
-    ):
+    headers = view.scope.get("headers", ())
+    body_method = view.method in _BODY_METHODS
+    if not body_method and _FRAMING_HEADERS.isdisjoint(map(_NAME, headers)):
         return False  # the usual GET, told with the loop in C: no framing header at all
-    names = view.raw_header_names()
-    if b"transfer-encoding" in names:
-        return True
-    if b"content-length" in names:  # the first one decides
-        length = view.raw_header(b"content-length") or b""
+    length: bytes | None = None
+    for name, value in headers:
+        if name in _FRAMING_HEADERS:
+            if name == b"transfer-encoding":
+                return True
+            if length is None:  # the first Content-Length decides
+                length = value
+    if length is not None:
         return length.strip() not in (b"", b"0")
     # HTTP/2 and HTTP/3 need no Content-Length: trust the method there.
-    return view.method in _BODY_METHODS
+    return body_method
 
 
 def _stops(outcome: Outcome | None, logged: list[Match]) -> bool:
@@ -358,7 +361,10 @@ class WAFMiddleware:
             await self.app(scope, receive, noting_send)
         finally:
             if guards.local:
-                guards.observe_local(view, status or 500)
+                # A request the bot detector counted as it arrived needs observing for a 4xx
+                # answer only: the rest, nearly every request, skips the call.
+                if not view.behaviour_counted or 400 <= status < 500:
+                    guards.observe_local(view, status or 500)
             else:
                 await guards.observe(view, status or 500)
 

@@ -6,8 +6,7 @@ Collections are (name, value) pairs so that exclusions can drop one named argume
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from operator import itemgetter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .body import BodyLimits, ParsedBody, media_type_of, parse_body, parse_query
@@ -21,7 +20,6 @@ Pairs = tuple[tuple[str, str], ...]
 # whitespace, so `\s`-based patterns cannot reach across a join.
 SEPARATOR = "\x00"
 _ALL_HEADERS = Target("headers")
-_NAME = itemgetter(0)
 _DEFAULT_BODY_LIMITS = BodyLimits()
 
 
@@ -49,10 +47,9 @@ class RequestView:
         "_client_ip",
         "_cookies",
         "_head_key",
-        "_header_names",
-        "_header_pairs",
         "_headers",
         "_parsed_body",
+        "behaviour_counted",
         "body",
         "body_limits",
         "client_ip_resolver",
@@ -73,6 +70,8 @@ class RequestView:
         self.method: str = scope.get("method", "GET")
         self.path: str = scope.get("path", "/")
         self.body: bytes | None = None
+        # Set by the bot detector once it counted the request in its client's behaviour.
+        self.behaviour_counted = False
         # Set by the middleware once it knows the ruleset (trusted proxies, body limits).
         self.client_ip_resolver = client_ip_resolver
         self.body_limits = body_limits or _DEFAULT_BODY_LIMITS
@@ -82,8 +81,6 @@ class RequestView:
         self._parsed_body: ParsedBody | None = None
         self._client_ip: str | bool | None = False  # False: not resolved yet
         self._head_key: tuple[Any, ...] | None = None
-        self._header_names: list[bytes] | None = None
-        self._header_pairs: Sequence[Sequence[bytes]] = ()
         self._cache: dict[Any, Any] = {}
 
     # -- simple fields --------------------------------------------------------------------------
@@ -177,27 +174,13 @@ class RequestView:
 
     def raw_header(self, name: bytes) -> bytes | None:
         """The first value of a header as the server gave it (name in lowercase bytes).
-        Found in the list of raw names (see raw_header_names), not by a dict built per
-        request: building one costs more than the two or three lookups a request makes."""
-        names = self._header_names
-        if names is None:
-            names = self.raw_header_names()
-        if name in names:
-            found: bytes = self._header_pairs[names.index(name)][1]
-            return found
+        A scan, not a dict built per request: building one costs more than the two or three
+        lookups a request makes."""
+        for key, value in self.scope.get("headers", ()):
+            if key == name:
+                found: bytes = value
+                return found
         return None
-
-    def raw_header_names(self) -> list[bytes]:
-        """The header names as the server gave them, in order, repeats included: one list
-        built in C, which the lookups of a request then search in C as well."""
-        names = self._header_names
-        if names is None:
-            pairs = self.scope.get("headers", ())
-            if type(pairs) is not list and type(pairs) is not tuple:
-                pairs = list(pairs)  # any other iterable: read once, indexed below
-            self._header_pairs = pairs
-            names = self._header_names = list(map(_NAME, pairs))
-        return names
 
     @property
     def host(self) -> str:

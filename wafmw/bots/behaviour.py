@@ -450,6 +450,32 @@ class BehaviourTracker:
         record = memory.clients.get(client)
         if record is None or record.quiet:
             return ()
+        return self._record_signals(record)
+
+    def arrive_local(self, client: str, path: str, trap: bool) -> tuple[Signal, ...]:
+        """`local_signals`, then count the request (memory storage): what `observe_local`
+        counts once it is answered, but for a 4xx, which `note_client_error_local` adds then.
+        The signals do not include this request, as when it is counted once answered."""
+        memory = self._memory
+        assert memory is not None  # callers check `local`
+        record = memory.clients.get(client)
+        found = () if record is None or record.quiet else self._record_signals(record)
+        self.observe_local(client, path, 0, trap)  # 0: no answer yet, so no 4xx to count
+        return found
+
+    def note_client_error_local(self, client: str) -> None:
+        """Count a 4xx answer to a request of `client` that `arrive_local` counted, into the
+        bucket of now (an answer a bucket boundary after its request counts in the next)."""
+        memory = self._memory
+        assert memory is not None  # callers check `local`
+        record, window = memory.window_for_write(client, int(_wall() // self._window))
+        window.e += 1
+        record.quiet_until = self._quiet_until(record)
+        record.quiet = record.current.r <= record.quiet_until
+        if memory.keys > memory.max_keys:
+            memory.trim()
+
+    def _record_signals(self, record: _Client) -> tuple[Signal, ...]:
         now = _wall()
         size = self._window
         bucket = int(now // size)

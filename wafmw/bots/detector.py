@@ -498,6 +498,13 @@ class BotDetector:
             return True
         if not tracker.local:
             return False
+        if isinstance(view, RequestView) and view.behaviour_counted:
+            # Counted as it arrived (evaluate_local): only a 4xx answer is left to count.
+            if 400 <= status < 500:
+                client = self._behaviour_client(view, None)
+                if client is not None:
+                    tracker.note_client_error_local(client)
+            return True
         client = self._behaviour_client(view, None)
         if client is not None:
             path = view.path
@@ -551,21 +558,37 @@ class BotDetector:
         verdict = self.assess(view)
         return self.combine(verdict, await self.assess_behaviour(view, verdict))
 
-    def evaluate_local(self, view: RequestLike) -> BotVerdict | None:
+    def evaluate_local(self, view: RequestLike, *, count: bool = False) -> BotVerdict | None:
         """`evaluate` when it needs no I/O (no behaviour tracking, or ``memory://`` storage),
         else None, and the caller awaits `evaluate`. Spares the per-request coroutines on the
-        usual set-up."""
+        usual set-up.
+
+        ``count`` (a RequestView only): count the request in its client's behaviour now,
+        after reading the signals, and mark the view `behaviour_counted`; `observe_local` then
+        has only a 4xx answer left to count. The middleware's choice: nearly all answers are
+        not 4xx, and it then skips the observation after the response altogether."""
         tracker = self._behaviour
         if tracker is None:
             return self.assess(view)
         if not tracker.local:
             return None
         verdict = self.assess(view)
+        counting = view if count and isinstance(view, RequestView) else None
         text = view.client_ip  # as _behaviour_client, inlined: this runs on every request
         if not text or verdict.verified_crawler is not None:
+            if counting is not None:
+                counting.behaviour_counted = True  # nothing to count, now or once answered
             return verdict
         client = self._client_memo.get(text) or self._client_of(text)
-        behaviour = tracker.local_signals(client)
+        if counting is not None:
+            path = view.path
+            trap = self._trap_memo.get(path)
+            if trap is None:
+                trap = self._is_trap(path)
+            behaviour = tracker.arrive_local(client, path, trap)
+            counting.behaviour_counted = True
+        else:
+            behaviour = tracker.local_signals(client)
         return self.combine(verdict, behaviour) if behaviour else verdict
 
     @property
