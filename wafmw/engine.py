@@ -65,7 +65,7 @@ from .sieve import (
     plan_group,
     sieve_pattern,
 )
-from .transforms import JOIN_CHARACTERS, TRANSFORMS
+from .transforms import AMPERSAND, BACKSLASH, JOIN_CHARACTERS, PERCENT, PLUS, TRANSFORMS
 
 PathMatcher = Callable[[str], bool]
 
@@ -990,7 +990,7 @@ def _args_absent(cf: CompiledFilter, raw: bytes) -> bool:
     if not raw:
         return True
     # A one-byte search runs at memchr speed, a two-byte one several times slower: "&" first.
-    if b"%" in raw or b"+" in raw or b"\\" in raw or (b"&" in raw and b"&#" in raw):
+    if PERCENT in raw or PLUS in raw or BACKSLASH in raw or (AMPERSAND in raw and b"&#" in raw):
         return False  # a name could be spelled encoded: parse and look
     return not any(name in raw for name in cf.named_args)
 

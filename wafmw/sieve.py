@@ -45,8 +45,11 @@ from .patterns import (
 )
 from .request import RequestView
 from .transforms import (
+    BACKSLASH,
     JOIN_CHARACTERS,
     LEGACY_ENTITY_NAMES,
+    PERCENT,
+    PLUS,
     TRANSFORMS,
     apply_chain,
     cmdline_ascii,
@@ -335,7 +338,7 @@ class Sieve:
         them (name, value) for a header; () when nothing matched."""
         query: bytes = view.scope.get("query_string", b"")
         extra: str | None = None
-        if query and (b"%" in query or b"+" in query):
+        if query and (PERCENT in query or PLUS in query):
             # The parsed arguments are no substrings of the raw query: scanned with it.
             extra = self.separator.decode().join(itertools.chain.from_iterable(view.args))
         fresh = [i for i, hits in enumerate(known) if hits is None]
@@ -379,7 +382,7 @@ class Sieve:
         if media_type == "multipart/form-data":
             extra = self._parsed(view)
         elif media_type == "application/x-www-form-urlencoded":
-            if b"%" in body or b"+" in body:
+            if PERCENT in body or PLUS in body:
                 extra = self._parsed(view)
         elif is_json(media_type):
             # JSON's own quotes and escapes would wake every rule that looks for a quote and
@@ -387,7 +390,7 @@ class Sieve:
             # neither (the strings with escapes are scanned decoded beside it), and rules on
             # the raw body were made to match the stand-ins too (tolerating()). A body that
             # does not parse is read by the rules as raw text, so it is scanned as it is.
-            escaped = b"\\" in body
+            escaped = BACKSLASH in body
             if not self.quote_stand_in:
                 if escaped:
                     extra = self._parsed(view)
@@ -439,7 +442,7 @@ class Sieve:
     def _as_is(body: bytes) -> bool:
         """Whether a JSON body without escapes is scanned as it is (nothing appended to it):
         then the lexer in the same scan tells whether the rules will read it as JSON."""
-        return body.isascii() and b"%" not in body
+        return body.isascii() and PERCENT not in body
 
     def _escaped_strings(self, body: bytes) -> str | None:
         """The strings of a body that lexes as JSON that hold an escape, decoded and joined;
@@ -488,7 +491,7 @@ class Sieve:
 
     def _finish(self, text: bytes, extra: str | None) -> bytes:
         """The raw text, plus its url-decoded, lowercased and transformed copies as needed."""
-        if extra is None and text.isascii() and b"%" not in text:
+        if extra is None and text.isascii() and PERCENT not in text:
             return text
         sep = self.separator.decode()
         s = text.decode("utf-8", "replace")
