@@ -606,14 +606,7 @@ class _MemoryBackend:
         if (stamps and stamps[0] <= now - period) or mv.total + cost > self._amounts[0][0]:
             return self.check(0, rule, key, False)
         state.move_to_end(slot)
-        # _moving_add, inlined.
-        if stamps and now - stamps[-1] < period / _BUCKETS:
-            stamps[-1] = now
-            mv.units[-1] += cost
-        else:
-            stamps.append(now)
-            mv.units.append(cost)
-        mv.total += cost
+        _moving_add(mv, now, period, cost)
         return None
 
     def _check_all(
