@@ -324,9 +324,10 @@ async def test_an_attack_padded_with_random_text_is_blocked() -> None:
     assert (result.status, app.calls) == (403, 0)
 
 
-async def test_a_chunked_body_declared_empty_by_content_length_is_inspected() -> None:
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_chunked_body_declared_empty_by_content_length_is_inspected(method: str) -> None:
     """A server frames a chunked body by Transfer-Encoding whatever Content-Length says: the
-    body the app would read is the one the WAF inspects."""
+    body the app would read is the one the WAF inspects, whatever the method."""
     app = EchoApp()
     waf = WAFMiddleware(app)
     headers = [
@@ -335,8 +336,16 @@ async def test_a_chunked_body_declared_empty_by_content_length_is_inspected() ->
         ("content-type", "application/x-www-form-urlencoded"),
     ]
     attack = b"id=1%20UNION%20SELECT%20password%20FROM%20users"
-    result = await call(waf, http_scope("/submit", "POST", headers), [attack])
+    result = await call(waf, http_scope("/submit", method, headers), [attack])
     assert (result.status, app.calls) == (403, 0)
+
+
+async def test_an_empty_post_reaches_the_app_as_sent() -> None:
+    """A body method is always read: an empty body is handed on as the server gave it."""
+    app = EchoApp()
+    waf = WAFMiddleware(app)
+    result = await call(waf, http_scope("/submit", "DELETE", [("content-length", "0")]))
+    assert (result.status, app.calls, app.received) == (200, 1, b"")
 
 
 @pytest.mark.parametrize(
@@ -345,7 +354,9 @@ async def test_a_chunked_body_declared_empty_by_content_length_is_inspected() ->
         ("GET", [], False),
         ("POST", [], True),  # HTTP/2 and HTTP/3 need no Content-Length: the method says
         ("GET", [(b"content-length", b"12")], True),
-        ("POST", [(b"content-length", b"0")], False),
+        ("POST", [(b"content-length", b"0")], True),  # a body method is always read
+        ("DELETE", [], True),
+        ("OPTIONS", [(b"content-length", b"0")], False),
         ("GET", [(b"content-length", b" 0 ")], False),
         ("GET", [(b"transfer-encoding", b"chunked")], True),
         # Transfer-Encoding frames the body whatever Content-Length says (RFC 9112, 6.3).
