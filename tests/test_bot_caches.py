@@ -354,6 +354,35 @@ def test_quiet_clients_still_trip_every_signal_when_they_cross(
     assert tracker.local_signals("c") == ()
 
 
+@pytest.mark.parametrize("share", [0.5, 0.3, 0.0])
+def test_a_quiet_client_reads_as_its_counts_do(
+    monkeypatch: pytest.MonkeyPatch, share: float
+) -> None:
+    """A client marked quiet is answered () without reading its counts: on random traffic
+    (4xx shares from none to most, a share exactly at the threshold, clock steps forward and
+    back across buckets) every reading of a quiet client is what its counts give."""
+    now = [60 * 50_000 + 7.0]
+    monkeypatch.setattr(behaviour_module, "_wall", lambda: now[0])
+    tracker = _tracker(max_4xx_share=share)
+    memory = tracker._memory
+    assert memory is not None
+    rng = random.Random(int(share * 10) + 2)
+    quiet_readings = 0
+    for _ in range(4000):
+        client = rng.choice(["a", "b", "c", "d"])
+        errors = {"a": 0.0, "b": 0.1, "c": 0.3, "d": 0.6}[client]
+        status = 404 if rng.random() < errors else 200
+        tracker.observe_local(client, f"/{rng.randrange(12)}", status, False)
+        now[0] += rng.choice([0.01, 0.3, 2.0, 9.0, -1.5])
+        record = memory.clients[client]
+        full = tracker._record_signals(record)
+        assert tracker.local_signals(client) == full
+        if record.quiet:
+            quiet_readings += 1
+            assert full == ()
+    assert quiet_readings > 500  # the shortcut was taken, and checked, many times
+
+
 def _redis_or_skip() -> None:
     import redis
 

@@ -159,6 +159,16 @@ class _MemoryClients:
 
 
 _EMPTY: Final = _Window()  # a bucket nobody counted in; never written to
+# How far below the threshold a bucket's 4xx share must be for _share_below: a reading
+# divides weighted floats, which may round a share equal to a bucket's up by an ulp or so.
+_SHARE_MARGIN: Final = 1e-9
+
+
+def _share_below(window: _Window, threshold: float) -> bool:
+    """Whether the window's 4xx share is clearly below the threshold (no 4xx: always)."""
+    if not window.e:
+        return threshold > 0
+    return window.r > 0 and window.e / window.r < threshold - _SHARE_MARGIN
 
 
 def _open_storage(uri: str, timeout: float) -> _Counters:
@@ -318,14 +328,20 @@ class BehaviourTracker:
 
     def _quiet_until(self, record: _Client) -> int:
         """`_Client.quiet_until`: upper bounds of what `_judge` can be given from these counts
-        at any time (the previous bucket counted in full), against the same thresholds. Without
-        a 4xx answer the share is 0, below any threshold."""
+        at any time (the previous bucket counted in full), against the same thresholds.
+
+        The 4xx share a reading sees weighs the two buckets' counts, so it lies between the
+        share of the one and of the other; more requests in the current bucket only lower it.
+        While each bucket's own share is below the threshold (as for a browser with the odd
+        404), no reading reaches it: only a new 4xx answer, which recomputes this, can. Else
+        the client is quiet only while too few requests for the signal are counted."""
         cfg = self.config
         current, previous = record.current, record.previous or _EMPTY
         if current.t + previous.t or current.d + previous.d > cfg.max_distinct_paths:
             return -1
         limit = cfg.max_requests - previous.r  # total requests <= max_requests
-        if current.e + previous.e or cfg.max_4xx_share <= 0:
+        share = cfg.max_4xx_share
+        if not (_share_below(current, share) and _share_below(previous, share)):
             limit = min(limit, cfg.min_requests - 1 - previous.r)  # total < min_requests
         return limit
 
