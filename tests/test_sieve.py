@@ -805,3 +805,26 @@ def test_a_pattern_too_large_for_a_single_patterns_memory_is_still_searched_alon
     assert sorted(scanner.one_by_one(text)) == sorted(scanner.Match(text)) == [0, 1]
     probe = patterns.OnePattern(rf"(?i)\b(?:{words})\b")
     assert probe.found(text.decode()) and not probe.found("nothing here " * 400)
+
+
+def test_a_set_is_searched_through_the_bindings_function_or_else_its_method() -> None:
+    """Scans call the binding's C function for a set's Match, and the set's own method where
+    the binding is laid out otherwise: either way, the same answers."""
+    import re2
+
+    import wafmw.patterns as patterns
+
+    compiled = re2.Set.SearchSet()
+    compiled.Add("b+c")
+    compiled.Add("x")
+    compiled.Compile()
+    inner = patterns._matcher(compiled)
+    assert inner is not compiled.Match
+    assert inner(b"abbc x") == [0, 1] and not inner(b"abd")
+
+    class Elsewhere:  # a binding without the inner object
+        def Match(self, text: bytes) -> list[int] | None:
+            return compiled.Match(text)
+
+    other = Elsewhere()
+    assert patterns._matcher(other)(b"abbc") == [0]

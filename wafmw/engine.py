@@ -966,7 +966,7 @@ def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple
             continue
         scanner = _compile_set(sources, sep)
         probes = (sep, sep * 3, f"a{sep}a", f"a {sep} a", f"1{sep}1")
-        if not any(scanner.Match(probe) for probe in probes):
+        if not any(scanner.Match(probe.encode()) for probe in probes):
             return scanner, sep
     return _compile_set(sources, SEPARATOR), SEPARATOR
 

@@ -131,15 +131,14 @@ class Scanner:
         for source in self._sources:
             self._set.Add(source)
         self._set.Compile()
-        self.Match = self._set.Match  # the set's own method: no Python call in between
+        # Takes bytes (or another buffer) only; `match` takes str too.
+        self.Match: Callable[[Any], list[int]] = _matcher(self._set)
         self._singles: list[Any] | None = None
 
     def match(self, text: bytes | str) -> list[int]:
         """The indices of the patterns found in `text`, as `Match` finds them."""
-        if len(text) < PROBE_MIN_BYTES:
-            return self.Match(text) or []
         data = text.encode("utf-8") if isinstance(text, str) else text  # as RE2 reads a str
-        if self.knows(data):
+        if len(data) < PROBE_MIN_BYTES or self.knows(data):
             return self.Match(data) or []
         return self.one_by_one(data)
 
@@ -186,16 +185,25 @@ class OnePattern:
         one = re2.Set.SearchSet(_RE2_OPTIONS)
         one.Add(self._source)
         one.Compile()
-        self._match = one.Match
+        self._match = _matcher(one)
         self._regex: Any = None
 
     def found(self, text: bytes | str) -> bool:
         if len(text) < PROBE_MIN_BYTES:
-            return bool(self._match(text))
+            return bool(self._match(text.encode("utf-8") if type(text) is str else text))
         regex = self._regex
         if regex is None:
             regex = self._regex = _single(self._source)
         return regex.search(text) is not None
+
+
+def _matcher(compiled: Any) -> Callable[[Any], list[int]]:
+    """A compiled set's Match as the binding's C function, which takes bytes only: the Python
+    method around it (which also takes str) costs a call and a type test on every scan. The
+    method itself where the binding is laid out otherwise than google-re2 1.1."""
+    inner = getattr(compiled, "_set", None)
+    match: Callable[[Any], list[int]] | None = getattr(inner, "Match", None)
+    return match if match is not None else compiled.Match
 
 
 def _single_options() -> Any:
