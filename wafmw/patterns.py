@@ -110,7 +110,8 @@ _SINGLE_MAX_MEM = 4 << 20
 class Scanner:
     """An RE2 set of patterns, each without upper bounds (see without_upper_bounds), for
     scans that only flag what the filters' own patterns then confirm. `Match` is the set's
-    own; `match` finds the same patterns, and goes around the set where it would be slow.
+    own (the binding's C function: bytes only); `match` takes str too, finds the same
+    patterns, and goes around the set where it would be slow.
 
     RE2 builds a set's automaton lazily, a state at a time as text first needs it, and a
     state of a set of a hundred patterns costs tens of microseconds to build. Random text

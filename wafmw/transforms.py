@@ -115,11 +115,12 @@ def _spell_broken_escapes(data: bytes) -> bytes:
     return data[:start] + _BAD_PCT.sub(b"%25", data[start:])
 
 
-_PCT_RE = re.compile(
-    r"(?:%[0-9A-Fa-f]{2})+"
-    r"|%[uU]([dD][89abAB][0-9A-Fa-f]{2})%[uU]([dD][c-fC-F][0-9A-Fa-f]{2})"
+# A %uXXXX escape: (high, low) of a surrogate pair, or one code point.
+_PCT_U = (
+    r"%[uU]([dD][89abAB][0-9A-Fa-f]{2})%[uU]([dD][c-fC-F][0-9A-Fa-f]{2})"
     r"|%[uU]([0-9A-Fa-f]{4})"
 )
+_PCT_RE = re.compile(r"(?:%[0-9A-Fa-f]{2})+|" + _PCT_U)
 
 
 def _surrogate_pair(hi: str, lo: str) -> str:
@@ -142,11 +143,8 @@ def _pct_sub(m: re.Match[str]) -> str:
     return bytes.fromhex(m.group().replace("%", "")).decode("utf-8", _URL_ERRORS)
 
 
-# The %u escapes of _PCT_RE alone, for re.split: (high, low) of a surrogate pair, or one.
-_PCT_U_RE = re.compile(
-    r"%[uU]([dD][89abAB][0-9A-Fa-f]{2})%[uU]([dD][c-fC-F][0-9A-Fa-f]{2})"
-    r"|%[uU]([0-9A-Fa-f]{4})"
-)
+# The %u escapes of _PCT_RE alone, for re.split.
+_PCT_U_RE = re.compile(_PCT_U)
 
 
 def _url_decode_round(s: str) -> str:
