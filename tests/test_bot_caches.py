@@ -383,6 +383,94 @@ def test_a_quiet_client_reads_as_its_counts_do(
     assert quiet_readings > 500  # the shortcut was taken, and checked, many times
 
 
+def _other_counts(record: Any) -> tuple[object, ...]:
+    """A client's counts but its request counts: what a reused reading must not outlive."""
+    previous = record.previous
+    return (
+        record.bucket,
+        record.current.e,
+        record.current.d,
+        record.current.t,
+        None if previous is None else (previous.e, previous.d, previous.t),
+    )
+
+
+def test_a_noisy_client_reading_lags_its_request_count_by_at_most_sync_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client tripping signals gets its last reading again for up to sync_s while only its
+    request count moves. On random traffic (4xx answers, trap and new paths, clock steps
+    forward and back across buckets) every reading is the full one of now, or of an instant
+    less than sync_s ago since which no other count moved."""
+    now = [60 * 70_000 + 5.0]
+    monkeypatch.setattr(behaviour_module, "_wall", lambda: now[0])
+    sync = 1.0
+    tracker = _tracker(sync_s=sync, max_requests=25, min_requests=8, max_distinct_paths=10)
+    memory = tracker._memory
+    assert memory is not None
+    rng = random.Random(3)
+    history: dict[str, list[tuple[float, tuple[object, ...], tuple[Any, ...]]]] = {}
+    lagged = fresh_after_change = 0
+    for _ in range(3000):
+        client = rng.choice(["a", "b", "c"])
+        path = "/.env" if rng.random() < 0.02 else rng.choice(["/", "/x", f"/p{rng.randrange(14)}"])
+        status = 404 if rng.random() < {"a": 0.05, "b": 0.4, "c": 0.8}[client] else 200
+        record = memory.clients.get(client)
+        before = None if record is None else _other_counts(record)
+        tracker.observe_local(client, path, status, path == "/.env")
+        now[0] += rng.choice([0.002] * 6 + [0.01, 0.05, 0.4, 1.5, 30.0, -0.3])
+        record = memory.clients[client]
+        counts = _other_counts(record)
+        full = tracker._record_signals(record)
+        reading = tracker.local_signals(client)
+        past = history.setdefault(client, [])
+        past.append((now[0], counts, full))
+        allowed = [
+            seen
+            for at, other, seen in past
+            if 0.0 <= now[0] - at < sync and other == counts and not record.quiet
+        ]
+        assert reading == full or reading in allowed
+        if reading != full:
+            lagged += 1
+        if before is not None and before != counts and not record.quiet:
+            assert reading == full  # a count other than requests moved: read afresh
+            fresh_after_change += 1
+    assert lagged > 40 and fresh_after_change > 500  # both ways were taken, and checked
+
+
+def test_sync_s_zero_reads_a_noisy_client_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [60 * 80_000 + 1.0]
+    monkeypatch.setattr(behaviour_module, "_wall", lambda: now[0])
+    tracker = _tracker(max_requests=5)  # sync_s 0
+    for _ in range(7):
+        tracker.observe_local("c", "/", 200, False)
+    assert "7 requests" in tracker.local_signals("c")[0].detail
+    tracker.observe_local("c", "/", 200, False)
+    assert "8 requests" in tracker.local_signals("c")[0].detail
+
+
+def test_a_noisy_client_keeps_one_verdict_while_its_signals_are_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The detector folds the same behaviour signals into the same head's verdict once: the
+    verdict it hands back is equal to folding them afresh, and the same object."""
+    now = [60 * 90_000 + 1.0]
+    monkeypatch.setattr(behaviour_module, "_wall", lambda: now[0])
+    det = BotDetector(parse_bot_config({"behaviour": {"max_requests": 5}}, bots_data_dir()))
+    verdicts = []
+    for _ in range(12):
+        v = view(CHROME, ip="198.51.100.30")
+        verdict = det.evaluate_local(v, count=True)
+        assert verdict is not None
+        expected = det.combine(det.assess(v), det._behaviour.local_signals("198.51.100.30"))
+        verdicts.append(verdict)
+        now[0] += 0.01
+    assert 913140 in {s.id for s in verdicts[-1].signals}
+    assert verdicts[-1] == expected
+    assert verdicts[-1] is verdicts[-2]  # read within sync_s: the same signals, one verdict
+
+
 def _redis_or_skip() -> None:
     import redis
 

@@ -94,9 +94,13 @@ class _Client:
     1), these counts trip no behaviour signal, so a reading can answer () without the clock or
     any arithmetic. Most clients stay quiet. ``quiet_until``: the most requests ``current`` may
     count and stay quiet while the other counts stay as they are (-1: not quiet at all).
-    `BehaviourTracker.observe_local` keeps both true."""
+    `BehaviourTracker.observe_local` keeps both true.
 
-    __slots__ = ("bucket", "current", "previous", "quiet", "quiet_until")
+    ``signals``, read at ``signals_at``: the last reading of a client that is not quiet, given
+    again for up to ``sync_s`` while only its request count moves (see
+    `BehaviourTracker._noisy_signals`); any other count moving sets ``signals_at`` to -inf."""
+
+    __slots__ = ("bucket", "current", "previous", "quiet", "quiet_until", "signals", "signals_at")
 
     def __init__(self, bucket: int) -> None:
         self.bucket = bucket
@@ -104,6 +108,8 @@ class _Client:
         self.previous: _Window | None = None
         self.quiet = True
         self.quiet_until = 0
+        self.signals: tuple[Signal, ...] = ()
+        self.signals_at = -math.inf
 
 
 class _MemoryClients:
@@ -322,6 +328,7 @@ class BehaviourTracker:
             changed = True
         if changed:  # more than `current.r` moved
             record.quiet_until = self._quiet_until(record)
+            record.signals_at = -math.inf
             if memory.keys > memory.max_keys:
                 memory.trim()
         record.quiet = record.current.r <= record.quiet_until
@@ -466,7 +473,7 @@ class BehaviourTracker:
         record = memory.clients.get(client)
         if record is None or record.quiet:
             return ()
-        return self._record_signals(record)
+        return self._noisy_signals(record)
 
     def arrive_local(self, client: str, path: str, trap: bool) -> tuple[Signal, ...]:
         """`local_signals`, then count the request (memory storage): what `observe_local`
@@ -475,7 +482,7 @@ class BehaviourTracker:
         memory = self._memory
         assert memory is not None  # callers check `local`
         record = memory.clients.get(client)
-        found = () if record is None or record.quiet else self._record_signals(record)
+        found = () if record is None or record.quiet else self._noisy_signals(record)
         self.observe_local(client, path, 0, trap)  # 0: no answer yet, so no 4xx to count
         return found
 
@@ -487,12 +494,29 @@ class BehaviourTracker:
         record, window = memory.window_for_write(client, int(_wall() // self._window))
         window.e += 1
         record.quiet_until = self._quiet_until(record)
+        record.signals_at = -math.inf
         record.quiet = record.current.r <= record.quiet_until
         if memory.keys > memory.max_keys:
             memory.trim()
 
-    def _record_signals(self, record: _Client) -> tuple[Signal, ...]:
+    def _noisy_signals(self, record: _Client) -> tuple[Signal, ...]:
+        """`_record_signals` of a client that is not quiet, given again (the same tuple) for
+        up to ``sync_s`` while only its request count moves: the lag a process may have on
+        shared storage, here too. A client tripping the request-rate signal at thousands of
+        requests a second would otherwise have new signals, details and a verdict built for
+        every request (their counts move by one), about 5 µs each. A new 4xx answer, trap
+        path, distinct path or bucket reads afresh at once; ``sync_s: 0`` reads every time."""
         now = _wall()
+        if 0.0 <= now - record.signals_at < self._sync_s:
+            return record.signals
+        found = self._record_signals(record, now)
+        record.signals = found
+        record.signals_at = now
+        return found
+
+    def _record_signals(self, record: _Client, now: float | None = None) -> tuple[Signal, ...]:
+        if now is None:
+            now = _wall()
         size = self._window
         bucket = int(now // size)
         if bucket == record.bucket:  # the windows of `bucket` and `bucket - 1`

@@ -105,6 +105,12 @@ class BotDetector:
         self._head_door = Doorkeeper(_HEAD_MEMO_SIZE)
         self._trap_memo: dict[str, bool] = {}
         self._client_memo: dict[str, str] = {}
+        # Verdicts with behaviour folded in, by the identities of the two parts (each entry
+        # holds both, so neither id can be reused while it is there): a client tripping a
+        # behaviour signal keeps its signals for up to sync_s, and its requests their head's
+        # verdict, so the same pair recurs.
+        self._combined: dict[tuple[int, int], tuple[BotVerdict, tuple[Signal, ...], BotVerdict]]
+        self._combined = {}
         self._behaviour: BehaviourTracker | None = None
         if config.enabled and config.behaviour.enabled:
             self._behaviour = BehaviourTracker(
@@ -589,7 +595,17 @@ class BotDetector:
             counting.behaviour_counted = True
         else:
             behaviour = tracker.local_signals(client)
-        return self.combine(verdict, behaviour) if behaviour else verdict
+        if not behaviour:
+            return verdict
+        memo = self._combined
+        found = memo.get((id(verdict), id(behaviour)))
+        if found is not None:
+            return found[2]
+        combined = self.combine(verdict, behaviour)
+        if len(memo) >= _CACHE_SIZE:
+            memo.clear()
+        memo[id(verdict), id(behaviour)] = (verdict, behaviour, combined)
+        return combined
 
     @property
     def tracks_behaviour(self) -> bool:
