@@ -1,7 +1,7 @@
 """In-process overhead of wafmw against a bare Starlette app, measured in the same run.
 
     python benchmarks/inprocess.py [--rounds 15] [--requests 2000] [--rules FILE ...]
-        [--no-rate-limit] [--clients 1000] [--varied] [--parts]
+        [--no-rate-limit] [--clients 1000] [--varied] [--parts] [--same-objects]
 
 The wrapped app runs the shipped default ruleset (bot heuristics included) plus one in-memory
 moving-window rate limit (benchmarks/one-rate-limit.yaml); `--rules` replaces the default
@@ -14,6 +14,10 @@ bot heuristics' request-rate signal exists to notice (`--clients 1` shows that c
 and Referer, as real traffic does (its User-Agent, Accept and client hints recur, as a
 browser's do); by default each case repeats one request, so wafmw's memories of recurring
 values are always warm.
+
+Each request gets new `str` and `bytes` objects, as a server hands them (see `_fresh`);
+`--same-objects` hands every request the objects of the first, as a harness that builds one
+scope and reuses it does: hashes are then computed once, and memories compare by identity.
 
 `--parts` splits the cost of a benign GET and a 2 KB POST: the middleware with no rules at
 all, then with only the rate limit, only the bot heuristics, only the pattern filters (the
@@ -189,11 +193,20 @@ def _fresh(scope: dict[str, Any], client: tuple[str, int]) -> dict[str, Any]:
     return out
 
 
+def _same(scope: dict[str, Any], client: tuple[str, int]) -> dict[str, Any]:
+    """A copy of the scope dict holding the very objects of every earlier request (see
+    `--same-objects`)."""
+    out = dict(scope)
+    out["client"] = client
+    return out
+
+
 def make_runner(
-    app: Any, scopes: list[dict[str, Any]], body: bytes, clients: int
+    app: Any, scopes: list[dict[str, Any]], body: bytes, clients: int, *, same: bool = False
 ) -> Callable[[int], Any]:
     """A coroutine function running n requests, cycling through the scopes and the clients."""
     message = {"type": "http.request", "body": body, "more_body": False}
+    copy = _same if same else _fresh
     addresses = [(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 51000) for i in range(clients)]
     counter = 0
 
@@ -209,7 +222,7 @@ def make_runner(
                 sent = True
                 return message
 
-            scope = _fresh(scopes[counter % len(scopes)], addresses[counter % clients])
+            scope = copy(scopes[counter % len(scopes)], addresses[counter % clients])
             counter += 1
             await app(scope, receive, _noop_send)
 
@@ -224,6 +237,7 @@ def measure(
     *,
     clients: int = 1000,
     variants: int = 1,
+    same: bool = False,
 ) -> dict[tuple[str, str], float]:
     """Median µs per request per (configuration, case). With variants > 1, each case cycles
     through that many distinct requests (see varied())."""
@@ -237,7 +251,7 @@ def measure(
     }
     try:
         runners = {
-            (c, k): make_runner(app, scopes[k], cases[k][1], clients)
+            (c, k): make_runner(app, scopes[k], cases[k][1], clients, same=same)
             for c, app in configs.items()
             for k in cases
         }
@@ -303,6 +317,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000, help="client addresses to cycle")
     parser.add_argument("--varied", action="store_true", help="every request a different one")
     parser.add_argument("--parts", action="store_true", help="what each part of wafmw costs")
+    parser.add_argument(
+        "--same-objects", action="store_true", help="every request the same str and bytes objects"
+    )
     args = parser.parse_args()
     logging.getLogger("wafmw").setLevel(logging.ERROR)  # the attack GET logs a decision each
     if args.parts:
@@ -316,12 +333,19 @@ def main() -> None:
     # Enough distinct requests that none repeats in a run (warm-up included).
     variants = 50 + args.rounds * args.requests if args.varied else 1
     results = measure(
-        configs, make_cases(), args.rounds, args.requests, clients=args.clients, variants=variants
+        configs,
+        make_cases(),
+        args.rounds,
+        args.requests,
+        clients=args.clients,
+        variants=variants,
+        same=args.same_objects,
     )
     print(
         f"median µs per request over {args.rounds} interleaved rounds; rules: "
         f"{', '.join(Path(r).name for r in rules)}; {args.clients} clients; "
         + ("every request different" if args.varied else "one request per case, repeated")
+        + ("; the same objects every time" if args.same_objects else "")
     )
     print(f"{'request':18} {'bare':>9} {'wafmw':>9} {'added':>9} {'ratio':>7}")
     for case in make_cases():
