@@ -21,8 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tests.asgi import EchoApp, call, http_scope, post_scope
 from wafmw import RuleFileError, WAFMiddleware
 from wafmw.errors import EvaluationTimeout
-from wafmw.middleware import _may_have_body
-from wafmw.request import RequestView
+from wafmw.request import RequestView, may_have_body
 
 pytestmark = pytest.mark.anyio
 
@@ -340,6 +339,42 @@ async def test_a_chunked_body_declared_empty_by_content_length_is_inspected(meth
     assert (result.status, app.calls) == (403, 0)
 
 
+async def test_a_remembered_clean_head_keeps_its_body_inspected_or_not() -> None:
+    """The memory of clean heads also remembers whether a head frames a body: sent again and
+    again (remembered from the second time on), a GET with a chunked body still has it
+    inspected, and a GET without framing headers still reaches the app with its messages
+    untouched."""
+    app = EchoApp()
+    waf = WAFMiddleware(app)
+    framed = [
+        ("transfer-encoding", "chunked"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ]
+    for _ in range(4):
+        result = await call(waf, http_scope("/submit", "GET", framed), [b"q=shirts"])
+        assert result.status == 200
+    assert app.calls == 4
+    attack = b"id=1%20UNION%20SELECT%20password%20FROM%20users"
+    for _ in range(3):
+        result = await call(waf, http_scope("/submit", "GET", framed), [attack])
+        assert result.status == 403
+    assert app.calls == 4
+    plain = http_scope("/page", "GET", [("accept", "text/html")])
+    reads: list[int] = []  # app.calls as each receive() came
+
+    async def receive() -> dict[str, Any]:
+        reads.append(app.calls)
+        return {"type": "http.request", "body": b"unframed", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    for calls in range(5, 9):
+        await waf(plain, receive, send)
+        assert (app.calls, app.received) == (calls, b"unframed")
+    assert reads == [5, 6, 7, 8]  # no framing header: each body read by the app, not the WAF
+
+
 async def test_an_empty_post_reaches_the_app_as_sent() -> None:
     """A body method is always read: an empty body is handed on as the server gave it."""
     app = EchoApp()
@@ -368,7 +403,7 @@ async def test_an_empty_post_reaches_the_app_as_sent() -> None:
 )
 def test_whether_a_request_may_have_a_body(method: str, headers: list[Any], expected: bool) -> None:
     scope = {"type": "http", "method": method, "path": "/", "headers": [(b"host", b"t"), *headers]}
-    assert _may_have_body(RequestView(scope)) is expected
+    assert may_have_body(RequestView(scope)) is expected
 
 
 async def test_invalid_rules_refused_at_startup(write_rules: Callable[..., Path]) -> None:

@@ -47,7 +47,7 @@ from .patterns import (
     tolerating,
     tolerating_cmdline,
 )
-from .request import SEPARATOR, RequestView, decode_header_value
+from .request import SEPARATOR, RequestView, decode_header_value, may_have_body
 from .sieve import (
     BODY_KINDS,
     FIRST_HEADER_PART,
@@ -332,7 +332,8 @@ class Engine:
             if t.kind == "headers" and t.name is not None
         )
         self._signature_verdicts: dict[tuple[Any, ...], list[Match]] = {}
-        self._clean_heads: dict[tuple[Any, ...], None] = {}
+        # Heads found clean, each with whether it frames a body (see evaluate_head).
+        self._clean_heads: dict[tuple[Any, ...], bool] = {}
         self._clean_heads_door = Doorkeeper(_CLEAN_HEAD_MEMORY)
         self._query_names = _names_probe(
             {
@@ -541,10 +542,14 @@ class Engine:
         key = view.head_key
         clean = self._clean_heads
         try:
-            if key in clean:
-                return []
+            known = clean.get(key)
         except TypeError:  # header pairs that are not hashable: evaluated every time
             return self._evaluate(view, deadline, body=False)
+        if known is not None:
+            # Whether the head frames a body is remembered with it, a pure function of the
+            # head too: the middleware asks next, and a GET is spared a pass over its headers.
+            view.may_have_body = known
+            return []
         matches = self._evaluate(view, deadline, body=False)
         if (
             not matches
@@ -553,7 +558,7 @@ class Engine:
         ):
             if len(clean) >= _CLEAN_HEAD_MEMORY:
                 clean.clear()
-            clean[key] = None
+            clean[key] = may_have_body(view)
         return matches
 
     def evaluate_body(self, view: RequestView, deadline: float) -> list[Match]:

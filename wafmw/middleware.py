@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import os
 import time
 from collections.abc import Awaitable, Sequence
@@ -27,35 +26,9 @@ from .errors import EvaluationTimeout
 from .events import ErrorReporter, decision_event, emit, request_fields
 from .guards import Guards, Outcome
 from .killswitch import KillState
-from .request import RequestView
+from .request import RequestView, may_have_body
 from .responses import request_id, send_denial
 from .store import RulesetStore
-
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
-_NAME = operator.itemgetter(0)
-
-
-def _may_have_body(view: RequestView) -> bool:
-    """Whether the request may carry a body. A POST, PUT, PATCH or DELETE is always read: an
-    empty body costs one receive, where finding Content-Length among the headers cost every
-    such request a Python loop over them (HTTP/2 and HTTP/3 need no Content-Length anyway).
-    Another method only when a framing header says so; Transfer-Encoding wins over
-    Content-Length, as RFC 9112 (6.3) has servers frame the body: a chunked body sent with
-    "Content-Length: 0" reaches the app, so it is inspected."""
-    if view.method in _BODY_METHODS:
-        return True
-    headers = view.scope.get("headers", ())
-    if _FRAMING_HEADERS.isdisjoint(map(_NAME, headers)):
-        return False  # the usual GET, told with the loop in C: no framing header at all
-    length: bytes | None = None
-    for name, value in headers:
-        if name in _FRAMING_HEADERS:
-            if name == b"transfer-encoding":
-                return True
-            if length is None:  # the first Content-Length decides
-                length = value
-    return length is not None and length.strip() not in (b"", b"0")
 
 
 def _stops(outcome: Outcome | None, logged: list[Match]) -> bool:
@@ -375,7 +348,7 @@ class WAFMiddleware:
         decision (None: nothing matched) is neither a block nor an allow rule's."""
         if decision is not None and (decision.outcome == "block" or decision.reason):
             return False
-        return engine.needs_body and view.scope["type"] == "http" and _may_have_body(view)
+        return engine.needs_body and view.scope["type"] == "http" and may_have_body(view)
 
     async def _inspect_body(
         self,

@@ -6,6 +6,7 @@ Collections are (name, value) pairs so that exclusions can drop one named argume
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +34,40 @@ _MEDIA_TYPE_MEMORY = 256
 _MEDIA_TYPE_MAX_BYTES = 256
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+_NAME = operator.itemgetter(0)
+
+
+def may_have_body(view: RequestView) -> bool:
+    """Whether the request may carry a body, worked out once per view (`view.may_have_body`;
+    the engine's memory of clean heads hands it over for a head it knows). A POST, PUT, PATCH
+    or DELETE is always read: an empty body costs one receive, where finding Content-Length
+    among the headers cost every such request a Python loop over them (HTTP/2 and HTTP/3 need
+    no Content-Length anyway). Another method only when a framing header says so;
+    Transfer-Encoding wins over Content-Length, as RFC 9112 (6.3) has servers frame the body:
+    a chunked body sent with "Content-Length: 0" reaches the app, so it is inspected."""
+    known = view.may_have_body
+    if known is None:
+        known = view.may_have_body = _frames_body(view.method, view.scope.get("headers", ()))
+    return known
+
+
+def _frames_body(method: str, headers: Any) -> bool:
+    if method in _BODY_METHODS:
+        return True
+    if _FRAMING_HEADERS.isdisjoint(map(_NAME, headers)):
+        return False  # the usual GET, told with the loop in C: no framing header at all
+    length: bytes | None = None
+    for name, value in headers:
+        if name in _FRAMING_HEADERS:
+            if name == b"transfer-encoding":
+                return True
+            if length is None:  # the first Content-Length decides
+                length = value
+    return length is not None and length.strip() not in (b"", b"0")
+
+
 def decode_header_value(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -53,6 +88,7 @@ class RequestView:
         "body",
         "body_limits",
         "client_ip_resolver",
+        "may_have_body",
         "method",
         "path",
         "scope",
@@ -72,6 +108,8 @@ class RequestView:
         self.body: bytes | None = None
         # Set by the bot detector once it counted the request in its client's behaviour.
         self.behaviour_counted = False
+        # See may_have_body(); None until worked out.
+        self.may_have_body: bool | None = None
         # Set by the middleware once it knows the ruleset (trusted proxies, body limits).
         self.client_ip_resolver = client_ip_resolver
         self.body_limits = body_limits or _DEFAULT_BODY_LIMITS
