@@ -15,7 +15,7 @@ from wafmw.casetest import case_scope
 from wafmw.doorkeeper import Doorkeeper
 from wafmw.engine import Engine
 from wafmw.model import Case
-from wafmw.request import RequestView
+from wafmw.request import RequestView, may_have_body
 
 
 def engine_for(write_rules: Callable[..., Path], filters: str, extra: str = "") -> Engine:
@@ -228,6 +228,40 @@ def test_a_clean_head_is_remembered_and_a_matching_one_never(
     assert matched(engine, "/p?q=fine", headers=(*headers, ("X-Mode", "debug"))) == [2]
     assert matched(engine, "/p?q=evil", headers=headers) == [1]
     assert len(evaluated) == 7
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("GET", [(b"accept", b"text/html")]),
+        ("GET", [(b"transfer-encoding", b"chunked"), (b"content-type", b"text/plain")]),
+        ("GET", [(b"content-length", b"0")]),
+        ("POST", [(b"content-type", b"Application/JSON; charset=utf-8")]),
+        ("PUT", [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"9")]),
+        ("OPTIONS", [(b"content-length", b"4")]),
+    ],
+)
+def test_a_remembered_head_hands_over_what_a_fresh_view_works_out(
+    write_rules: Callable[..., Path], method: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """The memory of clean heads also keeps whether each head frames a body and its media
+    type: a view whose head it knows gets the answers a fresh view works out itself."""
+    engine = engine_for(write_rules, rule(1, "[args]", "contains: evil"))
+
+    def view() -> RequestView:
+        scope = {"type": "http", "method": method, "path": "/p", "query_string": b"q=1"}
+        return RequestView({**scope, "headers": [(b"host", b"t"), *headers]})
+
+    for _ in range(3):  # remembered from the second time on
+        remembered = view()
+        assert engine.evaluate_head(remembered, time.perf_counter() + 5) == []
+    assert engine._clean_heads
+    assert remembered.may_have_body is not None  # handed over, not worked out
+    fresh = view()
+    assert (may_have_body(remembered), remembered.media_type) == (
+        may_have_body(fresh),
+        fresh.media_type,
+    )
 
 
 def test_the_clean_head_memory_is_bounded(

@@ -332,8 +332,9 @@ class Engine:
             if t.kind == "headers" and t.name is not None
         )
         self._signature_verdicts: dict[tuple[Any, ...], list[Match]] = {}
-        # Heads found clean, each with whether it frames a body (see evaluate_head).
-        self._clean_heads: dict[tuple[Any, ...], bool] = {}
+        # Heads found clean, each with whether it frames a body and its media type (see
+        # evaluate_head).
+        self._clean_heads: dict[tuple[Any, ...], tuple[bool, str]] = {}
         self._clean_heads_door = Doorkeeper(_CLEAN_HEAD_MEMORY)
         self._query_names = _names_probe(
             {
@@ -546,9 +547,10 @@ class Engine:
         except TypeError:  # header pairs that are not hashable: evaluated every time
             return self._evaluate(view, deadline, body=False)
         if known is not None:
-            # Whether the head frames a body is remembered with it, a pure function of the
-            # head too: the middleware asks next, and a GET is spared a pass over its headers.
-            view.may_have_body = known
+            # Whether the head frames a body, and its media type, are remembered with it, pure
+            # functions of the head too: what the middleware and the body phase ask next,
+            # spared a pass over the headers each.
+            view.may_have_body, view.known_media_type = known
             return []
         matches = self._evaluate(view, deadline, body=False)
         if (
@@ -558,7 +560,7 @@ class Engine:
         ):
             if len(clean) >= _CLEAN_HEAD_MEMORY:
                 clean.clear()
-            clean[key] = may_have_body(view)
+            clean[key] = (may_have_body(view), view.media_type)
         return matches
 
     def evaluate_body(self, view: RequestView, deadline: float) -> list[Match]:

@@ -88,6 +88,7 @@ class RequestView:
         "body",
         "body_limits",
         "client_ip_resolver",
+        "known_media_type",
         "may_have_body",
         "method",
         "path",
@@ -108,8 +109,10 @@ class RequestView:
         self.body: bytes | None = None
         # Set by the bot detector once it counted the request in its client's behaviour.
         self.behaviour_counted = False
-        # See may_have_body(); None until worked out.
+        # See may_have_body() and media_type; None until worked out (the engine's memory of
+        # clean heads hands both over for a head it knows).
         self.may_have_body: bool | None = None
+        self.known_media_type: str | None = None
         # Set by the middleware once it knows the ruleset (trusted proxies, body limits).
         self.client_ip_resolver = client_ip_resolver
         self.body_limits = body_limits or _DEFAULT_BODY_LIMITS
@@ -281,7 +284,7 @@ class RequestView:
         Found from the raw header through a bounded memory: a site receives a handful of
         Content-Type values all day, and decoding and splitting one costs more than the
         lookup."""
-        cached = self._cache.get("media-type")
+        cached = self.known_media_type
         if cached is None:
             raw = self.raw_header(b"content-type")
             cached = _MEDIA_TYPES.get(raw) if type(raw) is bytes else None
@@ -291,7 +294,7 @@ class RequestView:
                     if len(_MEDIA_TYPES) >= _MEDIA_TYPE_MEMORY:
                         _MEDIA_TYPES.clear()
                     _MEDIA_TYPES[raw] = cached
-            self._cache["media-type"] = cached
+            self.known_media_type = cached
         return cached
 
     @property
