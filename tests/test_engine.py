@@ -256,7 +256,7 @@ def test_a_remembered_head_hands_over_what_a_fresh_view_works_out(
         remembered = view()
         assert engine.evaluate_head(remembered, time.perf_counter() + 5) == []
     assert engine._clean_heads
-    assert remembered.may_have_body is not None  # handed over, not worked out
+    assert remembered.known_may_have_body is not None  # handed over, not worked out
     fresh = view()
     assert (may_have_body(remembered), remembered.media_type) == (
         may_have_body(fresh),

@@ -550,7 +550,7 @@ class Engine:
             # Whether the head frames a body, and its media type, are remembered with it, pure
             # functions of the head too: what the middleware and the body phase ask next,
             # spared a pass over the headers each.
-            view.may_have_body, view.known_media_type = known
+            view.known_may_have_body, view.known_media_type = known
             return []
         matches = self._evaluate(view, deadline, body=False)
         if (

@@ -40,16 +40,18 @@ _NAME = operator.itemgetter(0)
 
 
 def may_have_body(view: RequestView) -> bool:
-    """Whether the request may carry a body, worked out once per view (`view.may_have_body`;
-    the engine's memory of clean heads hands it over for a head it knows). A POST, PUT, PATCH
+    """Whether the request may carry a body, worked out once per view (kept in
+    `known_may_have_body`; the engine's memory of clean heads hands it over for a head it
+    knows). A POST, PUT, PATCH
     or DELETE is always read: an empty body costs one receive, where finding Content-Length
     among the headers cost every such request a Python loop over them (HTTP/2 and HTTP/3 need
     no Content-Length anyway). Another method only when a framing header says so;
     Transfer-Encoding wins over Content-Length, as RFC 9112 (6.3) has servers frame the body:
     a chunked body sent with "Content-Length: 0" reaches the app, so it is inspected."""
-    known = view.may_have_body
+    known = view.known_may_have_body
     if known is None:
-        known = view.may_have_body = _frames_body(view.method, view.scope.get("headers", ()))
+        known = _frames_body(view.method, view.scope.get("headers", ()))
+        view.known_may_have_body = known
     return known
 
 
@@ -88,8 +90,8 @@ class RequestView:
         "body",
         "body_limits",
         "client_ip_resolver",
+        "known_may_have_body",
         "known_media_type",
-        "may_have_body",
         "method",
         "path",
         "scope",
@@ -111,7 +113,7 @@ class RequestView:
         self.behaviour_counted = False
         # See may_have_body() and media_type; None until worked out (the engine's memory of
         # clean heads hands both over for a head it knows).
-        self.may_have_body: bool | None = None
+        self.known_may_have_body: bool | None = None
         self.known_media_type: str | None = None
         # Set by the middleware once it knows the ruleset (trusted proxies, body limits).
         self.client_ip_resolver = client_ip_resolver
