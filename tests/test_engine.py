@@ -124,6 +124,24 @@ def test_named_targets_and_body_kinds(write_rules: Callable[..., Path]) -> None:
     ) == [5]
 
 
+def test_a_named_argument_is_found_however_its_name_is_spelled(
+    write_rules: Callable[..., Path],
+) -> None:
+    """A filter on named query arguments that no sieve speaks for (a length) is skipped when
+    none of the names is in the query and nothing there is encoded; a name spelled encoded
+    is still found."""
+    engine = engine_for(write_rules, rule(1, "['args:_method']", "length: {gt: 3}"))
+    assert engine._head_args_only  # the shortcut this test is about applies
+    assert matched(engine, "/?_method=DELETE") == [1]
+    assert matched(engine, "/?a=1&_method=DELETE") == [1]
+    assert matched(engine, "/?%5Fmethod=DELETE") == [1]  # percent-encoded name
+    assert matched(engine, "/?_met%68od=DELETE&b=1") == [1]
+    assert matched(engine, "/?_method=a+b+c") == [1]
+    assert matched(engine, "/?method=DELETE") == []
+    assert matched(engine, "/?a=DELETE&_methods=DELETE") == []
+    assert matched(engine, "/?_method=PUT") == []
+
+
 def test_exclusions_by_path_and_by_argument(write_rules: Callable[..., Path]) -> None:
     filters = rule(1, "[args]", "contains: evil", "tags: [demo]") + rule(
         2, "[args]", "contains: evil"

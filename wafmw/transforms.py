@@ -596,10 +596,11 @@ _CMD_DELETE = CMDLINE_DELETED.encode()
 def cmdline_ascii(b: bytes) -> bytes:
     """`cmdline` of ASCII text, bytes in and out (the engine's sieve scans bytes)."""
     b = b.translate(_CMD_TABLE, _CMD_DELETE)
-    # Halving runs of spaces is cheaper than a regex.
-    while b"  " in b:
+    # Halving runs of spaces is cheaper than a regex. find(), not `in`: for bytes, `in` first
+    # tries its operand as an int, and raises and clears a TypeError before it searches.
+    while b.find(b"  ") >= 0:
         b = b.replace(b"  ", b" ")
-    if b" /" in b or b" (" in b:
+    if b.find(b" /") >= 0 or b.find(b" (") >= 0:
         b = b.replace(b" /", b"/").replace(b" (", b"(")
     return b
 
