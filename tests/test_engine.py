@@ -282,6 +282,29 @@ def test_a_remembered_head_hands_over_what_a_fresh_view_works_out(
     )
 
 
+def test_header_pairs_given_as_lists_are_read_as_pairs(write_rules: Callable[..., Path]) -> None:
+    """ASGI allows any iterable pair: a head whose pairs are lists (unhashable) gets the
+    verdicts of the same head given as tuples, each time (the memories do without it)."""
+    engine = engine_for(
+        write_rules,
+        rule(1, "['headers:user-agent']", "starts_with: sqlmap")  # decided by the signature
+        + rule(2, "[headers]", "contains: evil")  # the sieve's
+        + rule(3, "['headers:x-mode']", "length: {gt: 3}"),  # a direct filter
+    )
+
+    def verdict(pairs: list[Any]) -> list[int]:
+        scope = {"type": "http", "method": "GET", "path": "/", "query_string": b""}
+        view = RequestView({**scope, "headers": [[b"host", b"t"], *pairs]})
+        return sorted(m.rule_id for m in engine.evaluate_head(view, time.perf_counter() + 5))
+
+    for _ in range(3):
+        assert verdict([[b"user-agent", b"sqlmap/1.7"]]) == [1]
+        assert verdict([[b"user-agent", b"Mozilla/5.0"], [b"x-note", b"evil"]]) == [2]
+        assert verdict([[b"x-mode", b"debug"]]) == [3]
+        assert verdict([[b"user-agent", b"Mozilla/5.0"], [b"x-mode", b"on"]]) == []
+        assert verdict([(b"user-agent", b"sqlmap/1.7"), [b"x-mode", b"debug"]]) == [1, 3]
+
+
 def test_the_clean_head_memory_is_bounded(
     write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
