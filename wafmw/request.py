@@ -42,12 +42,12 @@ _NAME = operator.itemgetter(0)
 def may_have_body(view: RequestView) -> bool:
     """Whether the request may carry a body, worked out once per view (kept in
     `known_may_have_body`; the engine's memory of clean heads hands it over for a head it
-    knows). A POST, PUT, PATCH
-    or DELETE is always read: an empty body costs one receive, where finding Content-Length
-    among the headers cost every such request a Python loop over them (HTTP/2 and HTTP/3 need
-    no Content-Length anyway). Another method only when a framing header says so;
-    Transfer-Encoding wins over Content-Length, as RFC 9112 (6.3) has servers frame the body:
-    a chunked body sent with "Content-Length: 0" reaches the app, so it is inspected."""
+    knows). A POST, PUT, PATCH or DELETE is always read: an empty body costs one receive,
+    where finding Content-Length among the headers cost every such request a Python loop
+    over them (HTTP/2 and HTTP/3 need no Content-Length anyway). Another method only when a
+    framing header says so; Transfer-Encoding wins over Content-Length, as RFC 9112 (6.3)
+    has servers frame the body: a chunked body sent with "Content-Length: 0" reaches the
+    app, so it is inspected."""
     known = view.known_may_have_body
     if known is None:
         known = _frames_body(view.method, view.scope.get("headers", ()))
