@@ -598,13 +598,14 @@ class BotDetector:
         if not behaviour:
             return verdict
         memo = self._combined
-        found = memo.get((id(verdict), id(behaviour)))
+        key = (id(verdict), id(behaviour))
+        found = memo.get(key)
         if found is not None:
             return found[2]
         combined = self.combine(verdict, behaviour)
         if len(memo) >= _CACHE_SIZE:
             memo.clear()
-        memo[id(verdict), id(behaviour)] = (verdict, behaviour, combined)
+        memo[key] = (verdict, behaviour, combined)
         return combined
 
     @property
