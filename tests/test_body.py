@@ -48,6 +48,79 @@ def test_other_types_are_raw(ctype: str | None) -> None:
     assert not parsed.parse_error and not parsed.truncated
 
 
+@pytest.mark.parametrize(
+    "ctype",
+    ["application/octet-stream", "image/png", "application/pdf", "Application/Octet-Stream; x=1"],
+)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",  # a NUL byte
+        b"caf\xe9 au lait",  # not UTF-8, no NUL
+        bytes(range(256)),
+    ],
+)
+def test_binary_data_of_a_type_not_text_is_binary(ctype: str, body: bytes) -> None:
+    parsed = parse_body(ctype, body, LIMITS)
+    assert parsed.kind == "binary"
+    assert parsed.fields == () and parsed.names == () and parsed.files == ()
+    assert parsed.raw == body.decode("utf-8", "replace")  # what body_raw reads
+    assert not parsed.parse_error
+
+
+@pytest.mark.parametrize("ctype", [None, "", "text/plain", "text/csv"])
+def test_binary_data_declared_as_text_or_undeclared_is_read_as_text(ctype: str | None) -> None:
+    body = b"a\x00b\xff"
+    assert parse_body(ctype, body, LIMITS).kind == "raw"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"plain text, ascii",
+        "naïve café ☕".encode(),
+        "naïve café ☕".encode()[:-1],  # cut short inside the last character
+        '{"q": "1 union select"}'.encode("utf-16"),  # with a byte-order mark
+        '{"q": "1 union select"}'.encode("utf-16-le"),  # sniffed by its NULs, as json does
+        '{"q": "1 union select"}'.encode("utf-16-be"),
+        '{"q": "1 union select"}'.encode("utf-32"),
+        '{"q": "1 union select"}'.encode("utf-32-le"),
+        '{"q": "1 union select"}'.encode("utf-32-be"),
+    ],
+)
+def test_text_of_a_type_not_text_is_raw(body: bytes) -> None:
+    """Text is text whatever its label: an app may hand any body to json.loads, which reads
+    UTF-16 and UTF-32 too."""
+    assert parse_body("application/octet-stream", body, LIMITS).kind == "raw"
+
+
+def test_nuls_that_do_not_decode_as_wide_text_are_binary() -> None:
+    rng = random.Random(3)
+    for _ in range(50):
+        # Starting as UTF-16 or UTF-32 would, then random: an unpaired surrogate or a code
+        # point past U+10FFFF comes within a few hundred bytes.
+        body = rng.choice([b"\x00a", b"a\x00", b"\xff\xfe", b"\x00\x00\xfe\xff"]) + rng.randbytes(
+            4096
+        )
+        assert parse_body("application/octet-stream", body, LIMITS).kind == "binary"
+
+
+def test_a_binary_body_gives_no_body_values_and_its_text_to_body_raw() -> None:
+    body = b"GIF89a\x01\x00\x01\x00\x80\x00\x00<script>"
+    view = _view_with_content_type(b"image/gif")
+    view.body = body
+    assert view.items("body") == () and view.items("body_names") == ()
+    assert view.items("body_raw") == (("", body.decode("utf-8", "replace")),)
+    text = _view_with_content_type(b"text/plain")
+    text.body = body
+    assert text.items("body") == text.items("body_raw") == (("", body.decode("utf-8", "replace")),)
+
+
+def test_a_parsed_type_is_never_binary() -> None:
+    for ctype in (FORM, JSON, XML, "multipart/form-data; boundary=x"):
+        assert parse_body(ctype, b"\x00\xff\xfe", LIMITS).kind != "binary"
+
+
 def test_raw_is_decoded_with_replacement() -> None:
     parsed = parse_body("text/plain", b"caf\xc3\xa9 \xff\xfe", LIMITS)
     assert parsed.raw == "café \ufffd\ufffd"

@@ -333,6 +333,49 @@ async def test_an_attack_padded_with_random_text_is_blocked(tmp_path: Path) -> N
     assert (result.status, app.calls, waf.counters["timeouts"]) == (403, 0, 0)
 
 
+async def test_binary_uploads_pass_the_shipped_rules_byte_for_byte() -> None:
+    """Random bytes hold NULs, CR LF and shell punctuation: read as text, the shipped rules
+    refused every such upload (a null byte alone scores 5)."""
+    rng = random.Random(11)
+    app = EchoApp()
+    waf = WAFMiddleware(app)
+    uploads = [rng.randbytes(size) for size in (1, 100, 4096, 20000)]
+    uploads.append(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + rng.randbytes(3000))
+    for body in uploads:
+        scope = post_scope("/upload", body, "application/octet-stream")
+        result = await call(waf, scope, [body[:700], body[700:]])
+        assert (result.status, app.received) == (200, body)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "utf-32"])
+async def test_text_labelled_as_binary_is_still_inspected(encoding: str) -> None:
+    """Starlette's request.json() reads any body, whatever its Content-Type, in UTF-8, 16 or
+    32: text sent as octet-stream is inspected as text."""
+    app = EchoApp()
+    waf = WAFMiddleware(app)
+    body = '{"id": "1 UNION SELECT password FROM users"}'.encode(encoding)
+    result = await call(waf, post_scope("/api", body, "application/octet-stream"), [body])
+    assert (result.status, app.calls) == (403, 0)
+
+
+async def test_a_binary_body_is_read_by_body_raw_filters_only(
+    write_rules: Callable[..., Path],
+) -> None:
+    def waf_reading(target: str) -> WAFMiddleware:
+        text = RULES + (
+            f"  - id: 200\n    msg: php in an upload\n    targets: [{target}]\n"
+            "    contains: '<?php'\n    severity: critical\n"
+        )
+        return WAFMiddleware(EchoApp(), rules=write_rules(text, f"{target}.yaml"))
+
+    body = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00<?php system($_GET['c']); ?>\xff\xd9"
+    as_binary = post_scope("/upload", body, "image/jpeg")
+    as_text = post_scope("/upload", body, "text/plain")
+    assert (await call(waf_reading("body_raw"), as_binary, [body])).status == 403
+    assert (await call(waf_reading("body"), as_binary, [body])).status == 200
+    assert (await call(waf_reading("body"), as_text, [body])).status == 403
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_a_chunked_body_declared_empty_by_content_length_is_inspected(method: str) -> None:
     """A server frames a chunked body by Transfer-Encoding whatever Content-Length says: the

@@ -8,9 +8,11 @@ cut to the configured number of bytes.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any
 from urllib.parse import unquote
@@ -29,7 +31,7 @@ class BodyLimits:
 
 @dataclass(frozen=True, slots=True)
 class ParsedBody:
-    kind: str  # "form" | "json" | "multipart" | "xml" | "raw" | "empty"
+    kind: str  # "form" | "json" | "multipart" | "xml" | "raw" | "binary" | "empty"
     # (name, value): form fields; JSON leaves (name = the nearest object key, "" at top level;
     # strings as is, numbers/bools as their JSON text, null skipped); multipart non-file parts;
     # XML attribute values (name = the attribute's) and non-blank text runs (name = the
@@ -69,6 +71,8 @@ def parse_body(content_type: str | None, body: bytes, limits: BodyLimits) -> Par
         # as text/plain is well-formed XML, and parsed it would be an element name).
         if is_xml(media_type):
             return _parse_xml(body, raw, limits)
+        if may_be_binary(media_type) and is_binary(body):
+            return ParsedBody("binary", (), (), (), raw, parse_error=False, truncated=False)
         return _raw(raw, parse_error=False)
     except Exception:
         # RecursionError, MemoryError and any parser bug end here; BaseException (cancellation)
@@ -109,6 +113,62 @@ def is_json(media_type: str) -> bool:
 
 def is_xml(media_type: str) -> bool:
     return media_type in ("application/xml", "text/xml") or media_type.endswith("+xml")
+
+
+@lru_cache(maxsize=256)
+def may_be_binary(media_type: str) -> bool:
+    """Whether a body of this media type is read as binary data when its bytes are not text
+    (see is_binary). Never a type wafmw parses, nor text/*, nor a body without a Content-Type:
+    what those hold is read as text whatever their bytes, as CRS forces inspection of a body
+    that declares no type. Cached: called on every body, with a handful of values."""
+    return bool(media_type) and not (
+        media_type.startswith("text/")
+        or media_type in ("application/x-www-form-urlencoded", "multipart/form-data")
+        or is_json(media_type)
+        or is_xml(media_type)
+    )
+
+
+def is_binary(body: bytes) -> bool:
+    """Whether a body is binary data, not text: it holds a NUL byte or is not UTF-8 (a last
+    character cut short by the inspection limit is not held against it). Text in UTF-16 or
+    UTF-32 is text, though it holds NULs: Python's json reads a body in those encodings when
+    its first bytes say so (a byte-order mark, or a NUL in the first two bytes), whatever its
+    Content-Type, and so does every app that hands `await request.body()` to json.loads."""
+    if body.find(b"\x00") < 0:
+        if body.isascii():
+            return False
+        try:
+            codecs.utf_8_decode(body, "strict", False)
+        except UnicodeDecodeError:
+            return True
+        return False
+    decode = _sniffed_wide_text(body)
+    if decode is None:
+        return True
+    try:
+        decode(body, "strict", False)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _sniffed_wide_text(body: bytes) -> Any:
+    """The UTF-16 or UTF-32 decoder that a reader sniffing the first bytes (json's rules)
+    would pick for this body, or None when the first bytes say UTF-8."""
+    if body.startswith((codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE)):
+        return codecs.utf_32_decode
+    if body.startswith((codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE)):
+        return codecs.utf_16_decode
+    if len(body) < 2 or (body[0] and body[1]):
+        return None
+    if not body[0]:
+        return codecs.utf_16_be_decode if body[1] else codecs.utf_32_be_decode
+    return (
+        codecs.utf_16_le_decode
+        if body[2:3] != b"\x00" or body[3:4] != b"\x00"
+        else codecs.utf_32_le_decode
+    )
 
 
 def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:

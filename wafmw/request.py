@@ -349,6 +349,10 @@ class RequestView:
         if kind == "body":
             if parsed.kind in ("form", "json", "multipart", "xml"):
                 return parsed.fields
+            if parsed.kind == "binary":
+                # Binary data is no text for the filters to read, as a multipart part's file
+                # is not: `body_raw` still gives it to a rule that asks for it.
+                return ()
             return (("", parsed.raw),) if parsed.raw else ()
         if kind == "body_names":
             return tuple((n, n) for n in parsed.names)
