@@ -5,8 +5,10 @@
 Needs uvicorn and a load generator: Debian's `wrk` when it is installed (`apt-get install wrk`),
 else a small asyncio client in this file (which competes for the same two cores, so its
 absolute numbers are lower; the ratio is what to read). Rounds alternate bare and wafmw;
-printed are the medians of requests per second, p50 and p99 latency, and the ratio to bare.
-Runs a benign browser GET and a 2 KB JSON POST. Never part of the test run.
+printed are the medians of requests per second, p50 and p99 latency, and the ratio to bare;
+then the server's CPU time per request and the ratio it gives (bare over wafmw), which a
+neighbour taking the core for a while does not move (see server_cpu_s). Runs a benign browser
+GET and a 2 KB JSON POST. Never part of the test run.
 
 The wrapped app runs what the in-process benchmark runs: the shipped default ruleset (bots
 included) plus one in-memory moving-window rate limit. The load generator sits on one address,
@@ -67,6 +69,16 @@ def write_rules(tmp: str) -> str:
     path = Path(tmp) / "rules.yaml"
     path.write_text(yaml.safe_dump(top, sort_keys=False))
     return str(path)
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds the server process has used (user and system, from /proc). The server runs
+    one event loop on one core, so while the load generator keeps it busy, its requests per
+    second are about one over its CPU time per request. Unlike requests per second, CPU time
+    is not moved by another process taking the core for a while; cache and clock effects
+    still move it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -138,7 +150,7 @@ def run_wrk(
     duration: int,
     connections: int,
     tmp: str,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, int]:
     cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--latency"]
     for name, value in headers:
         if name not in ("host", "content-type"):
@@ -153,6 +165,7 @@ def run_wrk(
         timeout=duration + 30,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
 
     def latency(pct: str) -> float:
         m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
@@ -160,12 +173,12 @@ def run_wrk(
         value, unit = float(m.group(1)), m.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    return rps, latency("50"), latency("99")
+    return rps, latency("50"), latency("99"), done
 
 
 async def _python_load(
     port: int, requests: list[bytes], duration: int, connections: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, int]:
     latencies: list[float] = []
     stop = time.monotonic() + duration
 
@@ -186,6 +199,7 @@ async def _python_load(
         len(latencies) / duration,
         latencies[len(latencies) // 2],
         latencies[int(len(latencies) * 0.99)],
+        len(latencies),
     )
 
 
@@ -196,7 +210,7 @@ def run_python(
     body: bytes | None,
     duration: int,
     connections: int,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, int]:
     method = "POST" if body is not None else "GET"
     lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers]
     if body is not None:
@@ -230,7 +244,8 @@ def main() -> None:
         write_rules(tmp)
         body_file = Path(tmp) / "body.json"
         body_file.write_bytes(body)
-        results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+        # (req/s, p50, p99, server CPU µs per request)
+        results: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
         for _ in range(args.rounds):
             for config in ("bare", "wafmw"):
                 proc, port = start_server(tmp, wrap=config == "wafmw")
@@ -241,6 +256,7 @@ def main() -> None:
                             for h in BROWSER_HEADERS
                             if not (data is not None and h[0] == "cookie")
                         ]
+                        cpu_before = server_cpu_s(proc.pid)
                         if use_wrk:
                             result = run_wrk(
                                 port,
@@ -255,19 +271,31 @@ def main() -> None:
                             result = run_python(
                                 port, path, headers, data, args.duration, args.connections
                             )
-                        results.setdefault((config, case), []).append(result)
+                        cpu = server_cpu_s(proc.pid) - cpu_before
+                        rps, p50, p99, done = result
+                        results.setdefault((config, case), []).append(
+                            (rps, p50, p99, cpu / max(done, 1) * 1e6)
+                        )
                 finally:
                     proc.terminate()
                     proc.wait(timeout=10)
-    print(f"\n{'request':16} {'config':7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
+    print(
+        f"\n{'request':16} {'config':7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}"
+        f" {'CPU µs/req':>11} {'by CPU':>7}"
+    )
     for case in cases:
         bare_rps = statistics.median(r[0] for r in results[("bare", case)])
+        bare_cpu = statistics.median(r[3] for r in results[("bare", case)])
         for config in ("bare", "wafmw"):
             runs = results[(config, case)]
             rps = statistics.median(r[0] for r in runs)
             p50 = statistics.median(r[1] for r in runs)
             p99 = statistics.median(r[2] for r in runs)
-            print(f"{case:16} {config:7} {rps:9.0f} {p50:8.2f} {p99:8.2f} {rps / bare_rps:8.0%}")
+            cpu = statistics.median(r[3] for r in runs)
+            print(
+                f"{case:16} {config:7} {rps:9.0f} {p50:8.2f} {p99:8.2f} {rps / bare_rps:8.0%}"
+                f" {cpu:11.1f} {bare_cpu / cpu:7.0%}"
+            )
 
 
 if __name__ == "__main__":
