@@ -424,3 +424,78 @@ def test_the_doorkeeper_admits_on_the_second_sighting_and_stays_bounded() -> Non
         assert not door.admits(("GET", f"/{i}"))
         assert len(door._seen) <= 8
     assert not door.admits(("GET", "/0"))  # forgotten when the doorkeeper filled up
+
+
+def _shipped_view(case: Case) -> tuple[RequestView, bytes]:
+    scope, body = case_scope(case)
+    return RequestView(scope), body
+
+
+def test_a_second_try_takes_up_the_scans_of_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an overrun, the middleware tries once more on the same view: the sieve's scan and
+    the groups' own scans done by then are not done again, and nothing is lost."""
+    engine = Engine(load_rules(None))
+    sieve_scans: list[object] = []
+    group_scans: list[object] = []
+    sieve_type = type(engine.head_sieve)
+    scan_head, scan_text = sieve_type.scan_head, Engine._scan_text
+    monkeypatch.setattr(
+        sieve_type,
+        "scan_head",
+        lambda self, view: sieve_scans.append(view) or scan_head(self, view),
+    )
+    monkeypatch.setattr(
+        Engine,
+        "_scan_text",
+        staticmethod(lambda g, u, view: group_scans.append(view) or scan_text(g, u, view)),
+    )
+    # Entities wake the groups that decode them: those scan on their own.
+    case = Case("GET", "/s?q=%26lt;script%26gt;alert(1)%26lt;/script%26gt;")
+    fresh, _ = _shipped_view(case)
+    expected = [m.rule_id for m in engine.evaluate_head(fresh, time.perf_counter() + 10)]
+    assert expected and len(sieve_scans) == 1 and group_scans
+    scans_of_one_try = len(group_scans)
+    sieve_scans.clear()
+    group_scans.clear()
+
+    view, _ = _shipped_view(case)
+    confirm = Engine._confirm
+    overran: list[bool] = []
+
+    def overrun_once(self: Engine, *args: Any, **kwargs: Any) -> None:
+        if not overran:  # the budget runs out once the scans are done
+            overran.append(True)
+            raise engine_module.EvaluationTimeout()
+        confirm(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_confirm", overrun_once)
+    with pytest.raises(engine_module.EvaluationTimeout):
+        engine.evaluate_head(view, time.perf_counter() + 10)
+    first_try = len(group_scans)
+    assert [m.rule_id for m in engine.evaluate_head(view, time.perf_counter() + 10)] == expected
+    assert len(sieve_scans) == 1  # the first try's
+    assert first_try >= 1  # it overran with a group's scan done
+    assert len(group_scans) == scans_of_one_try  # none twice over both tries
+
+
+def test_a_second_try_on_a_body_takes_up_the_sieve_scan_of_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = Engine(load_rules(None))
+    scans: list[object] = []
+    sieve_type = type(engine.body_sieve)
+    scan_body = sieve_type.scan_body
+    monkeypatch.setattr(
+        sieve_type, "scan_body", lambda self, view: scans.append(view) or scan_body(self, view)
+    )
+    case = Case(
+        "POST", "/api", (("Content-Type", "application/json"),), '{"name": "Ada", "qty": 2}'
+    )
+    view, body = _shipped_view(case)
+    view.body = body
+    with pytest.raises(engine_module.EvaluationTimeout):
+        engine.evaluate_body(view, time.perf_counter() - 1)  # out of budget once scanned
+    assert engine.evaluate_body(view, time.perf_counter() + 10, again=True) == []
+    assert len(scans) == 1
+    assert engine.evaluate_body(view, time.perf_counter() + 10) == []
+    assert len(scans) == 2  # a first try scans afresh

@@ -156,6 +156,17 @@ _DETECTOR_MEMORY_MAX_CHARS = 512
 # remembered, so every match is found and logged.
 _CLEAN_HEAD_MEMORY = 4096
 _CLEAN_HEAD_MAX_BYTES = 4096
+# Media types whose bodies are never binary data (see body.may_be_binary), tested first: most
+# bodies have one of them, and a set lookup costs less than the cached function's call.
+_USUAL_TEXT_TYPES = frozenset(
+    {
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+        "",
+    }
+)
 
 
 def _operator(cf: CompiledFilter) -> Callable[[str, float], str | None]:
@@ -288,6 +299,13 @@ class Engine:
         groups: dict[tuple[str, ...], ChainGroup] = {}
         # One remembering check per detector, shared by the rules that use it.
         detector_checks: dict[str, Callable[[str], bool]] = {}
+        # Where a request's view remembers what each sieve flagged in it: a second try after
+        # an overrun (see the middleware) finds those scans done, as it finds the transformed
+        # values and the groups' own scans; on text new to the automata they are most of the
+        # first try. Objects of this engine's own, as a candidate ruleset's engine reads the
+        # same view.
+        self._head_flags = object()
+        self._body_flags = object()
         # The filters that read the raw body, in rule-file order: all that can match a binary
         # body (see _evaluate_binary).
         self._raw_body_filters: list[CompiledFilter] = []
@@ -572,16 +590,28 @@ class Engine:
             clean[key] = (may_have_body(view), view.media_type)
         return matches
 
-    def evaluate_body(self, view: RequestView, deadline: float) -> list[Match]:
-        """Phase 2: body targets; only called once the body has been read."""
-        if may_be_binary(view.media_type) and view.parsed_body.kind == "binary":
+    def evaluate_body(
+        self, view: RequestView, deadline: float, *, again: bool = False
+    ) -> list[Match]:
+        """Phase 2: body targets; only called once the body has been read. `again`: a second
+        try after an overrun, which takes up what the first one remembered."""
+        media_type = view.media_type
+        if (
+            media_type not in _USUAL_TEXT_TYPES
+            and may_be_binary(media_type)
+            and view.parsed_body.kind == "binary"
+        ):
             return self._evaluate_binary(view, deadline)
         sieve = self.body_sieve
         if self._body_sieve_decides and sieve is not None:
-            # The usual case, kept short: a body in which the sieve flags nothing.
-            found = sieve.scan_body(view)
+            # The usual case, kept short: a body in which the sieve flags nothing. Its scan is
+            # remembered only when it overran, for the second try (see _head_flags).
+            found = view.memo.get(self._body_flags) if again else None
+            if found is None:
+                found = sieve.scan_body(view)
             if not found and not (sieve.files_direct and _has_files(view)):
                 if time.perf_counter() > deadline:
+                    view.memo[self._body_flags] = found
                     raise EvaluationTimeout()
                 return []
             return self._evaluate(view, deadline, body=True, found=found)
@@ -614,7 +644,11 @@ class Engine:
         if sieve is not None:
             whole = dict.fromkeys(sieve.unsieved)
             if found is None:
-                found = sieve.scan_body(view) if body else sieve.scan_head(view)
+                memo = view.memo
+                flags = self._body_flags if body else self._head_flags
+                found = memo.get(flags)
+                if found is None:
+                    found = memo[flags] = sieve.scan_body(view) if body else sieve.scan_head(view)
             for entry, parts in found.items():
                 cf = entry.filter
                 if cf is None:
@@ -720,6 +754,14 @@ class Engine:
         """The indices of the group's set filters its own scan finds in these targets."""
         if not units:
             return []
+        key = (id(group), units)  # the group lives as long as its engine, beyond the request
+        found: list[int] | None = view.memo.get(key)
+        if found is None:
+            found = view.memo[key] = Engine._scan_text(group, units, view)
+        return found
+
+    @staticmethod
+    def _scan_text(group: ChainGroup, units: tuple[Target, ...], view: RequestView) -> list[int]:
         if group.per_value:
             joined = group.separator.join(
                 view.transformed(value, group.per_value)

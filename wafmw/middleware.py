@@ -380,7 +380,9 @@ class WAFMiddleware:
         try:
             found = engine.evaluate_body(view, deadline)
         except EvaluationTimeout:  # once more, as for phase 1 (see __call__)
-            found = engine.evaluate_body(view, time.perf_counter() + engine.time_budget_s)
+            found = engine.evaluate_body(
+                view, time.perf_counter() + engine.time_budget_s, again=True
+            )
         if matches:
             found = matches + found
         return engine.decide(found) if found else None
