@@ -499,3 +499,33 @@ def test_a_second_try_on_a_body_takes_up_the_sieve_scan_of_the_first(
     assert len(scans) == 1
     assert engine.evaluate_body(view, time.perf_counter() + 10) == []
     assert len(scans) == 2  # a first try scans afresh
+
+    # A body the sieve flags, whose budget runs out while its flags are confirmed.
+    attack = Case(
+        "POST",
+        "/api",
+        (("Content-Type", "application/json"),),
+        '{"q": "1 union select password from users"}',
+    )
+    fresh, body = _shipped_view(attack)
+    fresh.body = body
+    expected = [m.rule_id for m in engine.evaluate_body(fresh, time.perf_counter() + 10)]
+    assert expected
+    view, _ = _shipped_view(attack)
+    view.body = body
+    confirm = Engine._confirm
+    overran: list[bool] = []
+
+    def overrun_once(self: Engine, *args: Any, **kwargs: Any) -> None:
+        if not overran:
+            overran.append(True)
+            raise engine_module.EvaluationTimeout()
+        confirm(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_confirm", overrun_once)
+    scans.clear()
+    with pytest.raises(engine_module.EvaluationTimeout):
+        engine.evaluate_body(view, time.perf_counter() + 10)
+    again = engine.evaluate_body(view, time.perf_counter() + 10, again=True)
+    assert [m.rule_id for m in again] == expected
+    assert len(scans) == 1

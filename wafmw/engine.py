@@ -605,7 +605,8 @@ class Engine:
         sieve = self.body_sieve
         if self._body_sieve_decides and sieve is not None:
             # The usual case, kept short: a body in which the sieve flags nothing. Its scan is
-            # remembered only when it overran, for the second try (see _head_flags).
+            # remembered only when it overran or flagged something, for a second try (see
+            # _head_flags).
             found = view.memo.get(self._body_flags) if again else None
             if found is None:
                 found = sieve.scan_body(view)
@@ -614,6 +615,7 @@ class Engine:
                     view.memo[self._body_flags] = found
                     raise EvaluationTimeout()
                 return []
+            view.memo[self._body_flags] = found  # flagged: the rest may overrun
             return self._evaluate(view, deadline, body=True, found=found)
         return self._evaluate(view, deadline, body=True)
 
