@@ -32,6 +32,13 @@ DEMO_REQUESTS: list[tuple[str, str, str, dict[str, str], str]] = [
     ("XSS", "GET", "/search?q=%3Cscript%3Ealert(1)%3C/script%3E", {}, ""),
     ("path traversal", "GET", "/files?name=..%2F..%2F..%2Fetc%2Fpasswd", {}, ""),
     (
+        "binary upload",  # NULs, CR LF, "|" and ";": binary data, a file to the filters
+        "POST",
+        "/comments",
+        {"content-type": "application/octet-stream"},
+        "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00|;\x00\x08\x06\x00\x00\x00\x1f\xf3\xffa",
+    ),
+    (
         "command injection",
         "POST",
         "/comments",
