@@ -129,6 +129,23 @@ def test_settings_not_allowed_in_included_file(write_rules: Callable[..., Path])
     assert (p.file, p.line, p.field) == (str(b), 2, "settings")
 
 
+@pytest.mark.parametrize(
+    "section", ["settings: {mode: detect}", "bots: {}", "ip_lists: {deny: [10.0.0.1]}"]
+)
+def test_a_top_level_section_given_by_two_files_loaded_together(
+    write_rules: Callable[..., Path], section: str
+) -> None:
+    """Only the first file's section would apply: the operator who wrote the second one
+    would believe it does (detect mode, say, while the WAF enforces)."""
+    a = write_rules(f"wafmw: 1\n{section}\n" + "filters:\n" + GOOD_RULE, "a.yaml")
+    b = write_rules(f"wafmw: 1\nfilters: []\n{section}\n", "b.yaml")
+    name = section.partition(":")[0]
+    p = only(refused([a, b]))
+    assert (p.file, p.line, p.field) == (str(b), 3, name)
+    assert f"already given by {a}:2" in p.message
+    assert load_rules([a, a]).filters  # the same file twice is the same section
+
+
 def test_file_size_limit(write_rules: Callable[..., Path]) -> None:
     path = write_rules(HEAD + GOOD_RULE)
     p = only(refused(path, Limits(max_file_bytes=20)))

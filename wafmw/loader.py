@@ -95,6 +95,8 @@ class _Loader:
         self.settings_file = ""
         self.settings_dir = Path(".")
         # Sections only the top-level file may hold: (document, file, directory).
+        # Where each top-level-only section was first given (file as shown, line).
+        self.sections_seen: dict[str, tuple[str, int]] = {}
         self.ip_lists_doc: tuple[LDict, str, Path] | None = None
         self.bots_doc: tuple[LDict, str, Path] | None = None
         self.rate_limits: list[tuple[LDict, str]] = []
@@ -214,11 +216,26 @@ class _Loader:
         bad_filters: set[int],
     ) -> None:
         for section in _TOP_LEVEL_ONLY:
-            if section in doc and not top_level:
+            if section not in doc:
+                continue
+            line = doc.key_lines[section]
+            if not top_level:
                 self.problem(
                     shown,
-                    doc.key_lines[section],
+                    line,
                     f"{section} is only allowed in a top-level rule file, not in an included one",
+                    field=section,
+                )
+                continue
+            first = self.sections_seen.setdefault(section, (shown, line))
+            if first != (shown, line):
+                # Two top-level files loaded together, both with the section: one of them
+                # would be ignored, and an operator reading it would believe it applies.
+                self.problem(
+                    shown,
+                    line,
+                    f"{section} is already given by {first[0]}:{first[1]}: only one of the "
+                    "top-level rule files loaded together may hold it",
                     field=section,
                 )
         if top_level:
