@@ -426,6 +426,20 @@ def test_the_doorkeeper_admits_on_the_second_sighting_and_stays_bounded() -> Non
     assert not door.admits(("GET", "/0"))  # forgotten when the doorkeeper filled up
 
 
+def _overrun_at_the_first_confirmation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget runs out at the first flag the engine confirms, and never again."""
+    confirm = Engine._confirm
+    overran: list[bool] = []
+
+    def overrun_once(self: Engine, *args: Any, **kwargs: Any) -> None:
+        if not overran:
+            overran.append(True)
+            raise engine_module.EvaluationTimeout()
+        confirm(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_confirm", overrun_once)
+
+
 def _shipped_view(case: Case) -> tuple[RequestView, bytes]:
     scope, body = case_scope(case)
     return RequestView(scope), body
@@ -459,16 +473,7 @@ def test_a_second_try_takes_up_the_scans_of_the_first(monkeypatch: pytest.Monkey
     group_scans.clear()
 
     view, _ = _shipped_view(case)
-    confirm = Engine._confirm
-    overran: list[bool] = []
-
-    def overrun_once(self: Engine, *args: Any, **kwargs: Any) -> None:
-        if not overran:  # the budget runs out once the scans are done
-            overran.append(True)
-            raise engine_module.EvaluationTimeout()
-        confirm(self, *args, **kwargs)
-
-    monkeypatch.setattr(Engine, "_confirm", overrun_once)
+    _overrun_at_the_first_confirmation(monkeypatch)  # once the scans are done
     with pytest.raises(engine_module.EvaluationTimeout):
         engine.evaluate_head(view, time.perf_counter() + 10)
     first_try = len(group_scans)
@@ -513,16 +518,7 @@ def test_a_second_try_on_a_body_takes_up_the_sieve_scan_of_the_first(
     assert expected
     view, _ = _shipped_view(attack)
     view.body = body
-    confirm = Engine._confirm
-    overran: list[bool] = []
-
-    def overrun_once(self: Engine, *args: Any, **kwargs: Any) -> None:
-        if not overran:
-            overran.append(True)
-            raise engine_module.EvaluationTimeout()
-        confirm(self, *args, **kwargs)
-
-    monkeypatch.setattr(Engine, "_confirm", overrun_once)
+    _overrun_at_the_first_confirmation(monkeypatch)
     scans.clear()
     with pytest.raises(engine_module.EvaluationTimeout):
         engine.evaluate_body(view, time.perf_counter() + 10)
