@@ -132,9 +132,9 @@ def may_be_binary(media_type: str) -> bool:
 def is_binary(body: bytes) -> bool:
     """Whether a body is binary data, not text: it holds a NUL byte or is not UTF-8 (a last
     character cut short by the inspection limit is not held against it). Text in UTF-16 or
-    UTF-32 is text, though it holds NULs: Python's json reads a body in those encodings when
-    its first bytes say so (a byte-order mark, or a NUL in the first two bytes), whatever its
-    Content-Type, and so does every app that hands `await request.body()` to json.loads."""
+    UTF-32 is text, though it holds NULs: json.loads reads bytes in those encodings when their
+    first bytes say so (a byte-order mark, or a NUL in the first two bytes), and Starlette's
+    request.json() hands it any body, whatever its Content-Type."""
     if body.find(b"\x00") < 0:
         if body.isascii():
             return False
