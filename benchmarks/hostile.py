@@ -8,8 +8,9 @@ keep a matcher busy), sent as a query argument and as a form body. Each is timed
 engine against a benign value of the same length; printed per size are the benign time, the
 worst hostile time, its ratio, and the rule it was shaped against; then the same for random
 text (printable, base64, hex), new each time, and for an upload of random bytes. Time per
-request must stay linear in input size: no hostile request should cost more than 2x a benign
-one of its size. Last, an attack padded with random text goes through the middleware, budget
+request must stay linear in input size (printed: the worst shaped request's µs per KB at
+each size) and no hostile request should cost more than 2x a benign one of its size. Last,
+an attack padded with random text goes through the middleware, budget
 and on_error as the rules set them: how many are blocked, at each size. Never part of the
 test run.
 """
@@ -154,6 +155,8 @@ def main() -> None:
         f"{'size':>7} {'where':5} {'benign µs':>10} {'worst µs':>10} {'ratio':>6}  shaped against"
     )
     worst_ratio = 0.0
+    # The worst shaped request's µs per KB, per place and size: linear time keeps it flat.
+    per_kb: dict[str, list[tuple[int, float]]] = {"query": [], "body": []}
     for size in (int(s) for s in args.sizes.split(",")):
         for body in (False, True):
             # Every ratio divides by this one figure: it gets more samples than each shape.
@@ -165,6 +168,7 @@ def main() -> None:
                     worst, worst_rule = cost, rule_id
             ratio = worst / benign
             worst_ratio = max(worst_ratio, ratio)
+            per_kb["body" if body else "query"].append((size, worst / (size / 1024)))
             print(
                 f"{size:>7} {'body' if body else 'query':5} {benign:10.0f} {worst:10.0f} "
                 f"{ratio:6.2f}  {worst_rule}"
@@ -188,6 +192,13 @@ def main() -> None:
                     "  random bytes, an octet-stream upload, new each time"
                 )
     print(f"\nworst hostile/benign ratio: {worst_ratio:.2f} (target: at most 2)")
+    for where, points in per_kb.items():
+        shown = ", ".join(f"{size / 1024:g} KB: {cost:.0f}" for size, cost in points)
+        growth = points[-1][1] / points[0][1]
+        print(
+            f"worst shaped {where}, µs per KB by size: {shown} (largest size over smallest: "
+            f"{growth:.2f}; above 1 would be worse than linear)"
+        )
     padded_attacks(args.rules, [int(s) for s in args.sizes.split(",")], args.repeats)
 
 
