@@ -115,17 +115,27 @@ def is_xml(media_type: str) -> bool:
     return media_type in ("application/xml", "text/xml") or media_type.endswith("+xml")
 
 
+# Media types that are never binary data (see may_be_binary): the ones most bodies have.
+# A caller on the request path tests them first, as a set lookup costs less than a call.
+TEXT_MEDIA_TYPES = frozenset(
+    {
+        "",
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+    }
+)
+
+
 @lru_cache(maxsize=256)
 def may_be_binary(media_type: str) -> bool:
     """Whether a body of this media type is read as binary data when its bytes are not text
     (see is_binary). Never a type wafmw parses, nor text/*, nor a body without a Content-Type:
     what those hold is read as text whatever their bytes, as CRS forces inspection of a body
     that declares no type. Cached: called on every body, with a handful of values."""
-    return bool(media_type) and not (
-        media_type.startswith("text/")
-        or media_type in ("application/x-www-form-urlencoded", "multipart/form-data")
-        or is_json(media_type)
-        or is_xml(media_type)
+    return media_type not in TEXT_MEDIA_TYPES and not (
+        media_type.startswith("text/") or is_json(media_type) or is_xml(media_type)
     )
 
 

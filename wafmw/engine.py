@@ -31,7 +31,7 @@ from typing import Any
 
 import re2
 
-from .body import BodyLimits, may_be_binary
+from .body import TEXT_MEDIA_TYPES, BodyLimits, may_be_binary
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .doorkeeper import Doorkeeper
@@ -156,17 +156,6 @@ _DETECTOR_MEMORY_MAX_CHARS = 512
 # remembered, so every match is found and logged.
 _CLEAN_HEAD_MEMORY = 4096
 _CLEAN_HEAD_MAX_BYTES = 4096
-# Media types whose bodies are never binary data (see body.may_be_binary), tested first: most
-# bodies have one of them, and a set lookup costs less than the cached function's call.
-_USUAL_TEXT_TYPES = frozenset(
-    {
-        "application/json",
-        "application/x-www-form-urlencoded",
-        "multipart/form-data",
-        "text/plain",
-        "",
-    }
-)
 
 
 def _operator(cf: CompiledFilter) -> Callable[[str, float], str | None]:
@@ -597,7 +586,7 @@ class Engine:
         try after an overrun, which takes up what the first one remembered."""
         media_type = view.media_type
         if (
-            media_type not in _USUAL_TEXT_TYPES
+            media_type not in TEXT_MEDIA_TYPES
             and may_be_binary(media_type)
             and view.parsed_body.kind == "binary"
         ):

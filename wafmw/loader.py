@@ -94,9 +94,9 @@ class _Loader:
         self.settings_doc: LDict | None = None
         self.settings_file = ""
         self.settings_dir = Path(".")
-        # Sections only the top-level file may hold: (document, file, directory).
         # Where each top-level-only section was first given (file as shown, line).
         self.sections_seen: dict[str, tuple[str, int]] = {}
+        # Sections only the top-level file may hold: (document, file, directory).
         self.ip_lists_doc: tuple[LDict, str, Path] | None = None
         self.bots_doc: tuple[LDict, str, Path] | None = None
         self.rate_limits: list[tuple[LDict, str]] = []
