@@ -61,6 +61,7 @@ def test_registry_shape() -> None:
         "replace_comments",
         "cmdline",
         "base64_decode",
+        "base64_only",
         "nfkc",
         "trim",
     }
@@ -171,6 +172,7 @@ def test_local_transforms_commute_with_joining(name: str) -> None:
         ("remove_comments", "a/*", "*/b"),
         ("replace_comments", "a/*", "*/b"),
         ("base64_decode", "PHNjcmlwdD4=", "PHNjcmlwdD4="),
+        ("base64_only", "PHNjcmlwdD4=", "PHNjcmlwdD4="),
         ("trim", "a ", "b"),
     ],
 )

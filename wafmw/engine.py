@@ -44,6 +44,7 @@ from .patterns import (
     Scanner,
     anchored_at_joins,
     compile_pattern,
+    re2_options,
     tolerating,
     tolerating_cmdline,
 )
@@ -220,8 +221,7 @@ def _prefiltered(probe: OnePattern, check: Callable[[str], bool]) -> Callable[[s
 def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
     """`check` through the memory of short values, and of the last long one: the rules that
     use one detector share its check (see detector_checks in Engine), and several of them
-    often read the same value in one request (942100 and 942170 read a value that is not
-    base64 alike), so a long value is read once, not once per rule."""
+    may read the same value in one request, so a long value is read once, not once per rule."""
     remembered = functools.lru_cache(maxsize=_DETECTOR_MEMORY)(check)
     last: tuple[str, bool] = ("", False)
 
@@ -482,6 +482,13 @@ class Engine:
                 source = _set_pattern(cf)
                 if source is None or not _sievable(cf.rule, kinds, body):
                     if units:
+                        unsieved.add(gi)
+                    continue
+                if plan.erasing:
+                    # It reads only what the group's trigger finds, which flags the whole
+                    # group: its own pattern would only wake on plain text it never reads.
+                    # One that matches an emptied value matches every request.
+                    if _matches_empty(source):
                         unsieved.add(gi)
                     continue
                 pattern = sieve_pattern(_tolerant(source, tolerant), group.chain, body=body)
@@ -1032,6 +1039,10 @@ def _scanner_with_separator(sources: list[str], chain: tuple[str, ...]) -> tuple
         if not any(scanner.Match(probe.encode()) for probe in probes):
             return scanner, sep
     return _compile_set(sources, SEPARATOR), SEPARATOR
+
+
+def _matches_empty(source: str) -> bool:
+    return re2.compile(source, re2_options()).search("") is not None
 
 
 def _signature_only(cf: CompiledFilter) -> bool:

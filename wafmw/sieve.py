@@ -114,6 +114,12 @@ def _base64_text_trigger() -> str:
 
 
 TRIGGERS["base64_decode"] = _base64_text_trigger()
+# base64_only changes the same values; every other value it empties (see ERASING).
+TRIGGERS["base64_only"] = TRIGGERS["base64_decode"]
+# Transforms that empty every value their trigger does not fire on: after one of them a filter
+# reads nothing but what the trigger found, so the trigger speaks for the group's filters
+# and their own patterns stay out of the sieve (unless one matches the empty value).
+ERASING = frozenset({"base64_only"})
 
 # The request parts the head text holds; a filter joins the sieve only when it reads nothing
 # else. Each value of each of these kinds is a substring of the text: of the request line's
@@ -546,6 +552,8 @@ class GroupPlan:
 
     triggers: tuple[str, ...]
     applied: tuple[str, ...] | None = None
+    # The chain empties every value its triggers do not fire on (see ERASING).
+    erasing: bool = False
 
 
 def plan_group(chain: Sequence[str]) -> GroupPlan | None:
@@ -573,7 +581,7 @@ def plan_group(chain: Sequence[str]) -> GroupPlan | None:
     # request; a chain of local transforms can run over the joined text instead.
     if all(TRANSFORMS[name].local for name in chain) and not all(looks_benign(t) for t in triggers):
         return GroupPlan((), tuple(chain))
-    return GroupPlan(tuple(triggers))
+    return GroupPlan(tuple(triggers), erasing=not ERASING.isdisjoint(chain))
 
 
 def compile_passes(

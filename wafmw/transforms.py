@@ -613,31 +613,46 @@ _B64_URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _B64_TEXT = re.compile(rb"[\t\n\r\x20-\x7e]*")
 
 
-def base64_decode(s: str) -> str:
+def _base64_text(s: str) -> str | None:
+    """The text a base64 value encodes, or None when `s` is not one."""
     n = len(s)
     if n < _B64_MIN or not s.isascii():
-        return s
+        return None
     if _B64_STD.fullmatch(s):
         urlsafe = False
     elif _B64_URL.fullmatch(s):
         urlsafe = True
     else:
-        return s
+        return None
     data = s.rstrip("=")
     # With padding the length must be a multiple of 4; without, a remainder of 1 is impossible.
     if (n != len(data) and n % 4) or len(data) % 4 == 1:
-        return s
+        return None
     data += "=" * (-len(data) % 4)
     try:
         raw = base64.urlsafe_b64decode(data) if urlsafe else base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        return s
+        return None
     # Only text is decoded: random tokens (session ids, hashes, keys) decode to binary noise
     # that can only confuse the rules after it, and the engine's sieve relies on this to
     # recognise, in raw text, the values this transform could change (sieve.py).
     if not _B64_TEXT.fullmatch(raw):
-        return s
+        return None
     return raw.decode("ascii")
+
+
+def base64_decode(s: str) -> str:
+    text = _base64_text(s)
+    return s if text is None else text
+
+
+def base64_only(s: str) -> str:
+    """base64_decode, except that a value it leaves as it is becomes empty: the rules after it
+    read only what base64 hid. A rule about encoded payloads then neither counts a plain
+    attack a second time (the plain-text rules score it) nor costs a scan of every plain
+    value: the engine's sieve looks only for base64 text for it (sieve.py)."""
+    text = _base64_text(s)
+    return "" if text is None else text
 
 
 # --------------------------------------------------------------------------- nfkc
@@ -690,6 +705,7 @@ TRANSFORMS: Mapping[str, Transform] = MappingProxyType(
             Transform("cmdline", cmdline, local=True),
             # A joined value is never valid base64 as a whole.
             Transform("base64_decode", base64_decode, local=False),
+            Transform("base64_only", base64_only, local=False),
             Transform("nfkc", nfkc, local=True),
             # Trimming the joined text does not trim each value.
             Transform("trim", trim, local=False),
