@@ -797,6 +797,49 @@ def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_one_by_one_wh
     assert scanner.match(b"q=<script>") == [1] and ways == ["one by one"]  # short: no probe
 
 
+def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Texts shorter than PROBE_MIN_BYTES go through the set unprobed, until one of them
+    takes long (text new to the set's automaton): the scanner then probes its next
+    _WARY_SCANS texts of _WARY_MIN_BYTES or more, and a slow probe sends them one by one."""
+    import wafmw.patterns as patterns
+
+    scanner = patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"])
+    text = ("a=1&" * 200 + "q=<script>").encode()
+    assert patterns._WARY_MIN_BYTES <= len(text) < patterns.PROBE_MIN_BYTES
+    ways: list[str] = []
+    monkeypatch.setattr(
+        patterns.Scanner, "one_by_one", lambda self, t: ways.append("one by one") or [1]
+    )
+    knows = patterns.Scanner.knows
+    monkeypatch.setattr(
+        patterns.Scanner, "knows", lambda self, t: ways.append("probed") or knows(self, t)
+    )
+    step = 0
+
+    def clock() -> int:
+        nonlocal step
+        step += tick
+        return step
+
+    monkeypatch.setattr(patterns.time, "perf_counter_ns", clock)
+    tick = 10  # ns: fast scans, no probe
+    for _ in range(3):
+        assert scanner.match(text) == [1]
+    assert ways == []
+    tick = 10_000_000  # 10 ms a scan: the set did not know the text
+    assert scanner.match(text) == [1] and ways == []  # found, at that cost
+    assert scanner.match(text) == [1] and ways == ["probed", "one by one"]
+    assert scanner.match(b"q=<script>") == [1] and len(ways) == 2  # too short to probe
+    tick = 10  # the set knows the text again: probed, scanned through the set
+    ways.clear()
+    for _ in range(patterns._WARY_SCANS + 5):
+        assert scanner.match(text) == [1]
+    # The slow probe above made it wary afresh: that many probes, and no more.
+    assert ways == ["probed"] * patterns._WARY_SCANS
+
+
 def test_a_pattern_too_large_for_a_single_patterns_memory_is_still_searched_alone() -> None:
     """A user's word list can compile in a set's memory bound but not in the lower one of a
     pattern searched alone: it is then compiled with the set's."""
