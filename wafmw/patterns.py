@@ -102,10 +102,13 @@ _COLD_PROBE_NS = 400_000
 # so that the window's start reads as the text does there, not as a start of text.
 _WINDOW_START = re.compile(rb"[\x00-\x20\x7f=&;?\",:\[{}\]]")
 # A shorter text goes through the set unprobed, as probing would cost a benign scan more than
-# it saves; but one that took longer than this per byte (random text: 26 ms for 1 KB through
-# the head sieve's set, against 1.5 µs for text it knows) makes the scanner wary: for its
-# next _WARY_SCANS texts of _WARY_MIN_BYTES or more, it probes them first, as a long one.
-_COLD_SCAN_NS_PER_BYTE = _COLD_PROBE_NS // (_PROBES * _PROBE_BYTES)
+# it saves; but one that took longer than this per byte makes the scanner wary: for its next
+# _WARY_SCANS texts of _WARY_MIN_BYTES or more, it probes them first, as a long one. Random
+# text costs the head sieve's set tens of µs a byte (printable: 26 ms for a 1 KB query in
+# all); English prose about 1-2 µs while the set is new to it, and the set learns faster by
+# reading it whole (a fresh process's first 300 pieces of 1 KB cost 1.4 ms each unprobed,
+# 2.4 ms probed at a lower bound); text it knows, 1.5 ns.
+_COLD_SCAN_NS_PER_BYTE = 5_000
 _WARY_MIN_BYTES = 512
 _WARY_SCANS = 64
 # Each pattern searched alone keeps its own automaton: its memory is bounded lower than a
