@@ -802,12 +802,12 @@ def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
 ) -> None:
     """Texts shorter than PROBE_MIN_BYTES go through the set unprobed, until one of them
     takes long (text new to the set's automaton): the scanner then probes its next
-    _WARY_SCANS texts of _WARY_MIN_BYTES or more, and a slow probe sends them one by one."""
+    _WARY_SCANS texts of WARY_MIN_BYTES or more, and a slow probe sends them one by one."""
     import wafmw.patterns as patterns
 
     scanner = patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"])
     text = ("a=1&" * 200 + "q=<script>").encode()
-    assert patterns._WARY_MIN_BYTES <= len(text) < patterns.PROBE_MIN_BYTES
+    assert patterns.WARY_MIN_BYTES <= len(text) < patterns.PROBE_MIN_BYTES
     ways: list[str] = []
     monkeypatch.setattr(
         patterns.Scanner, "one_by_one", lambda self, t: ways.append("one by one") or [1]

@@ -103,13 +103,13 @@ _COLD_PROBE_NS = 400_000
 _WINDOW_START = re.compile(rb"[\x00-\x20\x7f=&;?\",:\[{}\]]")
 # A shorter text goes through the set unprobed, as probing would cost a benign scan more than
 # it saves; but one that took longer than this per byte makes the scanner wary: for its next
-# _WARY_SCANS texts of _WARY_MIN_BYTES or more, it probes them first, as a long one. Random
+# _WARY_SCANS texts of WARY_MIN_BYTES or more, it probes them first, as a long one. Random
 # text costs the head sieve's set tens of µs a byte (printable: 26 ms for a 1 KB query in
 # all); English prose about 1-2 µs while the set is new to it, and the set learns faster by
 # reading it whole (a fresh process's first 300 pieces of 1 KB cost 1.4 ms each unprobed,
 # 2.4 ms probed at a lower bound); text it knows, 1.5 ns.
 _COLD_SCAN_NS_PER_BYTE = 5_000
-_WARY_MIN_BYTES = 512
+WARY_MIN_BYTES = 512
 _WARY_SCANS = 64
 # Each pattern searched alone keeps its own automaton: its memory is bounded lower than a
 # set's, as there is one per pattern (the shipped rules' 332 patterns, after 20 random texts
@@ -155,7 +155,7 @@ class Scanner:
         """The indices of the patterns found in `text`, as `Match` finds them."""
         data = text.encode("utf-8") if isinstance(text, str) else text  # as RE2 reads a str
         size = len(data)
-        if size < _WARY_MIN_BYTES:
+        if size < WARY_MIN_BYTES:
             return self.Match(data) or []
         if size < PROBE_MIN_BYTES:
             if self._wary:

@@ -37,7 +37,7 @@ import re2
 from .body import is_json, is_xml
 from .model import Target
 from .patterns import (
-    PROBE_MIN_BYTES,
+    WARY_MIN_BYTES,
     Scanner,
     anchored_at_delimiters,
     as_if_stood_in,
@@ -407,10 +407,11 @@ class Sieve:
                 json_pass = self.json_pass
                 if json_pass is not None:
                     scanner = json_pass.scanner
-                    # Scanner.match's short-text branch, inlined: the usual POST's one scan
-                    # is spared a Python call.
+                    # Scanner.match's short-text branch, inlined: a short body's one scan is
+                    # spared a Python call. From WARY_MIN_BYTES on, match() times the scan
+                    # (random text in a 2 KB body: 36 ms unprobed, 5 ms once wary).
                     hits = (
-                        scanner.Match(body) if len(body) < PROBE_MIN_BYTES else scanner.match(body)
+                        scanner.Match(body) if len(body) < WARY_MIN_BYTES else scanner.match(body)
                     )
                     found = [json_pass.entries[i] for i in hits] if hits else []
                 else:
