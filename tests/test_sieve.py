@@ -769,32 +769,48 @@ def test_a_scanner_finds_the_same_patterns_one_by_one_as_through_its_set() -> No
     assert found > 50  # the attacks were there to be found
 
 
+class _Clock:
+    """time.perf_counter_ns for a scanner under test: each read moves it `tick` ns on."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.tick = 10
+
+    def __call__(self) -> int:
+        self.now += self.tick
+        return self.now
+
+
+def _timed_scanner(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, _Clock, list[str]]:
+    """A scanner whose clock the test sets, and the record of the ways it chose: "one by
+    one" (which then finds pattern 1) and "probed"."""
+    import wafmw.patterns as patterns
+
+    ways: list[str] = []
+    monkeypatch.setattr(
+        patterns.Scanner, "one_by_one", lambda self, t: ways.append("one by one") or [1]
+    )
+    knows = patterns.Scanner.knows
+    monkeypatch.setattr(
+        patterns.Scanner, "knows", lambda self, t: ways.append("probed") or knows(self, t)
+    )
+    clock = _Clock()
+    monkeypatch.setattr(patterns.time, "perf_counter_ns", clock)
+    return patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"]), clock, ways
+
+
 def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_one_by_one_when_slow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Scanner.match probes a long text at a few windows and times them: the decision
     between the set and the patterns one by one, with a clock that says fast or slow."""
-    import wafmw.patterns as patterns
-
-    scanner = patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"])
+    scanner, clock, ways = _timed_scanner(monkeypatch)
     text = ("a=1&" * 2000 + "q=<script>").encode()
-    ways: list[str] = []
-    monkeypatch.setattr(
-        patterns.Scanner, "one_by_one", lambda self, t: ways.append("one by one") or [1]
-    )
-    step = 0
-
-    def clock() -> int:
-        nonlocal step
-        step += tick
-        return step
-
-    monkeypatch.setattr(patterns.time, "perf_counter_ns", clock)
-    tick = 10  # ns: every window fast
-    assert scanner.match(text) == [1] and ways == []
-    tick = 10_000_000  # 10 ms a window: new text
-    assert scanner.match(text) == [1] and ways == ["one by one"]
-    assert scanner.match(b"q=<script>") == [1] and ways == ["one by one"]  # short: no probe
+    clock.tick = 10  # ns: every window fast
+    assert scanner.match(text) == [1] and ways == ["probed"]
+    clock.tick = 10_000_000  # 10 ms a window: new text
+    assert scanner.match(text) == [1] and ways == ["probed", "probed", "one by one"]
+    assert scanner.match(b"q=<script>") == [1] and len(ways) == 3  # short: no probe
 
 
 def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
@@ -805,34 +821,18 @@ def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
     _WARY_SCANS texts of WARY_MIN_BYTES or more, and a slow probe sends them one by one."""
     import wafmw.patterns as patterns
 
-    scanner = patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"])
+    scanner, clock, ways = _timed_scanner(monkeypatch)
     text = ("a=1&" * 200 + "q=<script>").encode()
     assert patterns.WARY_MIN_BYTES <= len(text) < patterns.PROBE_MIN_BYTES
-    ways: list[str] = []
-    monkeypatch.setattr(
-        patterns.Scanner, "one_by_one", lambda self, t: ways.append("one by one") or [1]
-    )
-    knows = patterns.Scanner.knows
-    monkeypatch.setattr(
-        patterns.Scanner, "knows", lambda self, t: ways.append("probed") or knows(self, t)
-    )
-    step = 0
-
-    def clock() -> int:
-        nonlocal step
-        step += tick
-        return step
-
-    monkeypatch.setattr(patterns.time, "perf_counter_ns", clock)
-    tick = 10  # ns: fast scans, no probe
+    clock.tick = 10  # ns: fast scans, no probe
     for _ in range(3):
         assert scanner.match(text) == [1]
     assert ways == []
-    tick = 10_000_000  # 10 ms a scan: the set did not know the text
+    clock.tick = 10_000_000  # 10 ms a scan: the set did not know the text
     assert scanner.match(text) == [1] and ways == []  # found, at that cost
     assert scanner.match(text) == [1] and ways == ["probed", "one by one"]
     assert scanner.match(b"q=<script>") == [1] and len(ways) == 2  # too short to probe
-    tick = 10  # the set knows the text again: probed, scanned through the set
+    clock.tick = 10  # the set knows the text again: probed, scanned through the set
     ways.clear()
     for _ in range(patterns._WARY_SCANS + 5):
         assert scanner.match(text) == [1]
