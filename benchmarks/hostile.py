@@ -75,6 +75,11 @@ def shapes(rule: FilterRule) -> list[str]:
 def request_for(value: str, size: int, body: bool) -> Case:
     unit = quote(value, safe="")
     payload = (unit * (size // max(len(unit), 1) + 1))[:size]
+    # A cut through an escape leaves a malformed one, which a rule on the raw query flags:
+    # the benign request and the prose would be no longer benign.
+    cut = payload.rfind("%", len(payload) - 2)
+    if cut >= 0:
+        payload = payload[:cut]
     if body:
         return Case(
             "POST",
@@ -113,7 +118,7 @@ def samples(engine: Engine, cases: Sequence[Request]) -> list[float]:
 
 def prose() -> str:
     """English prose: the docstrings of the standard library's modules, classes and functions,
-    in letters, digits, spaces, full stops and commas (no attack needs fewer characters)."""
+    in letters, digits, spaces, full stops and commas."""
     docs = []
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
         try:
