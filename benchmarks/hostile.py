@@ -15,7 +15,8 @@ RE2 builds its automata's states as text first needs them, so text new each time
 than text seen before, benign text too: random text (printable, base64, hex) new each time
 is compared with English prose new each time (the standard library's docstrings, letters,
 digits, spaces, full stops and commas), after `--warm` other pieces of prose, as a server
-that has served some traffic has seen. Then an upload of random bytes. Time per request must
+that has served some traffic has seen; then an upload of random bytes, and the same texts
+in a JSON string (against a JSON body of the benign words). Time per request must
 stay linear in input size (printed: the worst shaped request's µs per KB at each size), and
 no hostile request should cost more than 2x a benign one of its size. Last, an attack padded
 with random text goes through the middleware, budget and on_error as the rules set them: how
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import json
 import logging
 import random
 import re
@@ -151,6 +153,16 @@ RANDOM_ALPHABETS = {
 }
 
 
+def json_request(value: str, size: int) -> Case:
+    """A JSON body holding the first `size` characters of `value` as one string."""
+    return Case(
+        "POST",
+        "/api/comments",
+        (("Content-Type", "application/json"),),
+        json.dumps({"comment": value[:size]}),
+    )
+
+
 def random_texts(size: int, body: bool, repeats: int, alphabet: str) -> list[Case]:
     """Requests holding random characters of the alphabet, new ones each time."""
     rng = random.Random(f"{size}{body}{alphabet}")
@@ -252,6 +264,26 @@ def main() -> None:
                     f"{fresh / fresh_prose:6.2f}  {name}, new each time, against the prose "
                     f"({fresh / benign:.2f}x the benign request seen before{note})"
                 )
+        # The same text in a JSON string, the usual API body (no shapes: they are the form
+        # body's characters in another syntax).
+        benign_json = json_request(BENIGN_WORDS * (size // len(BENIGN_WORDS) + 1), size)
+        samples(engine, [benign_json])
+        benign = timed(engine, [benign_json] * 5 * args.repeats)
+        rng = random.Random(f"json{size}")
+        pieces = (rng.randrange(len(text) - size) for _ in range(3 * args.repeats))
+        fresh_prose = timed(engine, [json_request(text[at:], size) for at in pieces])
+        print(f"{size:>7} {'json':5} {benign:10.0f}{'':18}  the benign request, seen before")
+        print(f"{size:>7} {'json':5} {fresh_prose:10.0f}{'':18}  English prose, new each time")
+        for name, alphabet in RANDOM_ALPHABETS.items():
+            values = ["".join(rng.choices(alphabet, k=size)) for _ in range(args.repeats)]
+            fresh = timed(engine, [json_request(value, size) for value in values])
+            worst_new = max(worst_new, fresh / fresh_prose)
+            worst_new_seen = max(worst_new_seen, fresh / benign)
+            print(
+                f"{size:>7} {'json':5} {fresh_prose:10.0f} {fresh:10.0f} "
+                f"{fresh / fresh_prose:6.2f}  random {name}, new each time, against the prose "
+                f"({fresh / benign:.2f}x the benign request seen before)"
+            )
     print(
         f"\nworst ratio, shaped requests (each seen before) to the benign one: {worst_shaped:.2f} "
         "(target: at most 2)"
