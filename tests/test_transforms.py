@@ -266,6 +266,34 @@ def test_url_decode_fast_path_agrees_with_the_escape_by_escape_one() -> None:
         assert _url_decode_round(value) == _PCT_RE.sub(_pct_sub, value), value
 
 
+def test_url_decode_runs_rounds_until_one_would_change_nothing() -> None:
+    """url_decode skips the round that would find no escape: it gives what running rounds
+    until one changes nothing gives, short texts and long ones (RE2 looks for the escape)."""
+    from wafmw.transforms import _URL_ROUNDS, _url_decode_round, url_decode
+
+    def rounds_until_stable(value: str) -> str:
+        for _ in range(_URL_ROUNDS):
+            decoded = _url_decode_round(value)
+            if decoded == value:
+                break
+            value = decoded
+        return value
+
+    rng = random.Random(17)
+    pieces = ["%", "%25", "%2525", "%41", "%2541", "%u0041", "%25u0041", "%U00e9", "%'(", "%zz"]
+    pieces += ["a", "é", "\\", "%c3%a9", "%ed%a0%80", "%uD83D%uDE00", "%%", "u", "U", " "]
+    for _ in range(20000):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12)))
+        assert url_decode(value) == rounds_until_stable(value), value
+    for _ in range(200):
+        value = "".join(rng.choice(pieces) for _ in range(rng.randrange(150, 400)))
+        assert url_decode(value) == rounds_until_stable(value), value
+    # long texts whose only escapes are %u ones, or broken ones
+    for few in (["%u0041", "%U00e9", "a", " ", "%zz"], ["%'(", "%", "b", "%2"]):
+        value = "".join(rng.choice(few) for _ in range(300))
+        assert url_decode(value) == rounds_until_stable(value), value
+
+
 def test_broken_escapes_are_spelled_the_same_however_many_there_are() -> None:
     from wafmw.transforms import _BAD_PCT, _spell_broken_escapes
 
