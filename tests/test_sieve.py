@@ -880,7 +880,7 @@ B64_RULE = """
     filters:
       - id: 1
         msg: a base64 value that hides a script tag
-        targets: [args, headers]
+        targets: [args, headers, body]
         transforms: [base64_only, lowercase]
         regex: '<script'
         action: block
@@ -905,6 +905,19 @@ def test_a_filter_after_base64_only_is_found_by_its_trigger_alone() -> None:
     for scope, expected in cases:
         assert _matches(plain, scope, b"") == expected
         assert _matches(sieved, scope, b"") == expected
+    # and in bodies, through the body's sieve
+    assert sieved.body_sieve is not None
+    assert all(e.filter is None for p in sieved.body_sieve.passes for e in p.entries)
+    encoded = unquote(hidden)
+    bodies = [
+        (f"a=1&note={hidden}".encode(), "application/x-www-form-urlencoded", "body:note"),
+        (json.dumps({"note": encoded}).encode(), "application/json", "body:note"),
+        (json.dumps({"note": "<script>"}).encode(), "application/json", None),
+    ]
+    for body, media_type, target in bodies:
+        scope = post_scope("/submit", body, media_type)
+        expected = [(1, target)] if target else []
+        assert _matches(plain, scope, body) == _matches(sieved, scope, body) == expected
 
 
 def test_a_filter_after_base64_only_that_matches_an_emptied_value_is_left_to_its_group() -> None:
