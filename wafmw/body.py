@@ -148,14 +148,11 @@ def is_binary(body: bytes) -> bool:
     if body.find(b"\x00") < 0:
         if body.isascii():
             return False
-        try:
-            codecs.utf_8_decode(body, "strict", False)
-        except UnicodeDecodeError:
+        decode: Any = codecs.utf_8_decode
+    else:
+        decode = _sniffed_wide_text(body)
+        if decode is None:
             return True
-        return False
-    decode = _sniffed_wide_text(body)
-    if decode is None:
-        return True
     try:
         decode(body, "strict", False)
     except UnicodeDecodeError:

@@ -222,8 +222,9 @@ def url_decode(s: str) -> str:
 
 
 # What a round decodes: %XX, or %uXXXX (see _url_decode_round).
-_ESCAPE = re.compile(r"%(?:[0-9A-Fa-f]{2}|[uU][0-9A-Fa-f]{4})")
-_ESCAPE_SCAN = re2.compile(rb"%(?:[0-9A-Fa-f]{2}|[uU][0-9A-Fa-f]{4})")
+_ESCAPE_SOURCE = r"%(?:[0-9A-Fa-f]{2}|[uU][0-9A-Fa-f]{4})"
+_ESCAPE = re.compile(_ESCAPE_SOURCE)
+_ESCAPE_SCAN = re2.compile(_ESCAPE_SOURCE.encode())
 
 
 def _holds_escape(s: str) -> bool:
