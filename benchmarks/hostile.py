@@ -135,11 +135,15 @@ def prose() -> str:
     return " ".join(re.sub(r"[^A-Za-z0-9 .,]+", " ", " ".join(docs)).split())
 
 
+def prose_pieces(text: str, size: int, count: int, rng: random.Random) -> list[str]:
+    """Pieces of the prose of `size` characters, at random places."""
+    return [text[at : at + size] for at in (rng.randrange(len(text) - size) for _ in range(count))]
+
+
 def prose_requests(text: str, size: int, body: bool, count: int, seed: str) -> list[Case]:
-    """Requests holding pieces of the prose at random places, new ones each time."""
-    rng = random.Random(seed)
-    starts = (rng.randrange(len(text) - size) for _ in range(count))
-    return [request_for(text[at : at + size], size, body) for at in starts]
+    """Requests holding pieces of the prose, new ones each time."""
+    pieces = prose_pieces(text, size, count, random.Random(seed))
+    return [request_for(piece, size, body) for piece in pieces]
 
 
 # Random text, new each time: what RE2's lazily built automata handle worst, as every stretch
@@ -264,8 +268,8 @@ def main() -> None:
         samples(engine, [benign_json])
         benign = timed(engine, [benign_json] * 5 * args.repeats)
         rng = random.Random(f"json{size}")
-        pieces = (rng.randrange(len(text) - size) for _ in range(3 * args.repeats))
-        fresh_prose = timed(engine, [json_request(text[at:], size) for at in pieces])
+        pieces = prose_pieces(text, size, 3 * args.repeats, rng)
+        fresh_prose = timed(engine, [json_request(piece, size) for piece in pieces])
         print(f"{size:>7} {'json':5} {benign:10.0f}{'':18}  the benign request, seen before")
         print(f"{size:>7} {'json':5} {fresh_prose:10.0f}{'':18}  English prose, new each time")
         news = []
