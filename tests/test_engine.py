@@ -12,6 +12,7 @@ import pytest
 from wafmw import detectors, load_rules
 from wafmw import engine as engine_module
 from wafmw.casetest import case_scope
+from wafmw.decision import Match
 from wafmw.doorkeeper import Doorkeeper
 from wafmw.engine import Engine
 from wafmw.model import Case
@@ -525,3 +526,41 @@ def test_a_second_try_on_a_body_takes_up_the_sieve_scan_of_the_first(
     again = engine.evaluate_body(view, time.perf_counter() + 10, again=True)
     assert [m.rule_id for m in again] == expected
     assert len(scans) == 1
+
+
+def test_an_overrun_decides_on_what_it_found_unless_an_allow_rule_may_undo_it(
+    write_rules: Callable[..., Path],
+) -> None:
+    """Engine.overrun_matches: matches found before an overrun decide the request when they
+    block already; an allow filter of the phase is checked first, and one that overruns
+    too leaves the request to on_error."""
+    engine = engine_for(
+        write_rules,
+        rule(1, "[args]", "contains: union", "severity: critical")
+        + rule(2, "[args]", "contains: sleepy", "severity: notice")
+        + rule(3, "['args:partner']", "regex: '^(?=(a|aa)+$)'", "action: allow"),
+        "settings: {time_budget_ms: 50}\n",
+    )
+    critical, notice = (
+        Match(rule_id, "m", "args:q", "v", score, "score", False)
+        for rule_id, score in ((1, 5), (2, 2))
+    )
+    view, _ = _shipped_view(Case("GET", "/?q=union"))
+    assert engine.overrun_matches(view, [], [critical], body=False) == [critical]
+    assert engine.overrun_matches(view, [critical], [], body=False) == []  # the head's block
+    assert engine.overrun_matches(view, [], [notice], body=False) is None  # below the threshold
+    trusted, _ = _shipped_view(Case("GET", "/?q=union&partner=aaaa"))
+    decisive = engine.overrun_matches(trusted, [], [critical], body=False)
+    assert decisive is not None and [m.rule_id for m in decisive] == [1, 3]
+    assert engine.decide(decisive).outcome == "allow"
+    slow, _ = _shipped_view(Case("GET", "/?q=union&partner=" + "a" * 40 + "!"))
+    assert engine.overrun_matches(slow, [], [critical], body=False) is None
+
+
+def test_an_overrun_carries_the_matches_found_before_it(write_rules: Callable[..., Path]) -> None:
+    engine = engine_for(write_rules, rule(1, "[args]", "contains: union"))
+    for query, found in (("q=union", [1]), ("q=station", [])):
+        view, _ = _shipped_view(Case("GET", "/?" + query))
+        with pytest.raises(engine_module.EvaluationTimeout) as overrun:
+            engine.evaluate_head(view, time.perf_counter() - 1)
+        assert [m.rule_id for m in overrun.value.matches] == found

@@ -314,6 +314,66 @@ async def test_an_evaluation_out_of_budget_runs_once_more(
         assert (result.status, app.calls, waf.counters["timeouts"]) == (200, 1, 1)
 
 
+SLOW_BESIDE_AN_ATTACK_RULE = """
+wafmw: 1
+settings: {on_error: open, time_budget_ms: 50}
+filters:
+  - id: 100
+    msg: SQL UNION SELECT
+    targets: [args, body]
+    transforms: [url_decode, lowercase]
+    regex: '\\bunion\\b[\\s\\S]{0,100}?\\bselect\\b'
+  - id: 500
+    msg: a user rule that backtracks catastrophically (the look-ahead forces `regex`)
+    targets: [args, body]
+    regex: '^(?=(a|aa)+$)'
+  - id: 600
+    msg: a trusted partner's requests (after rule 500, which overruns first)
+    targets: ['args:partner']
+    length: {eq: 4}
+    action: allow
+"""
+SLOW_VALUE = "a" * 40 + "!"
+
+
+@pytest.mark.parametrize("phase", ["head", "body"])
+@pytest.mark.parametrize("attack", [True, False])
+async def test_an_overrun_keeps_the_block_it_found(
+    write_rules: Callable[..., Path], phase: str, attack: bool
+) -> None:
+    """A value that runs a rule out of the budget must not carry an attack found before it
+    past the WAF (on_error: open): what the evaluation found before the overrun already
+    blocks, as the rest could only add to it. Without that evidence the overrun is the usual
+    timeout: a second try, and on_error."""
+    waf = WAFMiddleware(app := EchoApp(), rules=write_rules(SLOW_BESIDE_AN_ATTACK_RULE))
+    query = ("id=1%20UNION%20SELECT%20password%20FROM%20users&" if attack else "") + (
+        "x=" + SLOW_VALUE
+    )
+    if phase == "head":
+        result = await call(waf, http_scope("/?" + query))
+    else:
+        body = query.encode()
+        result = await call(waf, post_scope("/", body, "application/x-www-form-urlencoded"), [body])
+    assert waf.counters["timeouts"] == 1
+    if attack:
+        assert (result.status, app.calls) == (403, 0)
+    else:
+        assert (result.status, app.calls) == (200, 1)
+    # The rule that overran counts towards its quarantine either way.
+    assert list(waf.store._failures) == [500]
+
+
+async def test_an_overrun_still_lets_an_allow_rule_allow(write_rules: Callable[..., Path]) -> None:
+    """An allow filter would allow the request whatever else matched: when the evaluation
+    overran before it, it is checked before blocking on what was found."""
+    waf = WAFMiddleware(app := EchoApp(), rules=write_rules(SLOW_BESIDE_AN_ATTACK_RULE))
+    target = "/?id=1%20UNION%20SELECT%20password%20FROM%20users&x=" + SLOW_VALUE
+    result = await call(waf, http_scope(target + "&partner=acme"))
+    assert (result.status, app.calls) == (200, 1)
+    result = await call(waf, http_scope(target + "&partner=other"))
+    assert (result.status, app.calls) == (403, 1)
+
+
 async def test_an_attack_padded_with_random_text_is_blocked(tmp_path: Path) -> None:
     """Random text is what RE2's lazily built automata handle worst the first time (tens of
     milliseconds a kilobyte through a set); the query's text here is long enough to be probed

@@ -298,8 +298,12 @@ class Engine:
         # The filters that read the raw body, in rule-file order: all that can match a binary
         # body (see _evaluate_binary).
         self._raw_body_filters: list[CompiledFilter] = []
+        # The filters whose match allows a request, in rule-file order (see overrun_matches).
+        self._allow_filters: list[CompiledFilter] = []
         for rule in ruleset.filters:
             cf = self._compile_filter(rule, ruleset, detector_checks)
+            if rule.action == "allow":
+                self._allow_filters.append(cf)
             if any(target.kind == "body_raw" for target in rule.targets):
                 self._raw_body_filters.append(cf)
             group = groups.get(cf.chain)
@@ -621,17 +625,38 @@ class Engine:
         sieve: binary data is new text to its automaton at almost every byte (tens of
         milliseconds for 4 KB), where each filter's own automaton stays small."""
         matches: list[Match] = []
-        for cf in self._raw_body_filters:
-            self._confirm(cf, view, deadline, matches, body=True)
-        if time.perf_counter() > deadline:
-            raise EvaluationTimeout()
+        try:
+            for cf in self._raw_body_filters:
+                self._confirm(cf, view, deadline, matches, body=True)
+            if time.perf_counter() > deadline:
+                raise EvaluationTimeout()
+        except EvaluationTimeout as exc:
+            exc.matches = matches
+            raise
         return matches
 
     def _evaluate(
         self, view: RequestView, deadline: float, *, body: bool, found: Flagged | None = None
     ) -> list[Match]:
-        """Evaluate one phase; `found`: what the phase's sieve flagged, when already asked."""
+        """Evaluate one phase; `found`: what the phase's sieve flagged, when already asked. An
+        overrun carries what was found before it (EvaluationTimeout.matches)."""
         matches: list[Match] = []
+        try:
+            self._evaluate_into(matches, view, deadline, body=body, found=found)
+        except EvaluationTimeout as exc:
+            exc.matches = matches
+            raise
+        return matches
+
+    def _evaluate_into(
+        self,
+        matches: list[Match],
+        view: RequestView,
+        deadline: float,
+        *,
+        body: bool,
+        found: Flagged | None,
+    ) -> None:
         sieve = self.body_sieve if body else self.head_sieve
         # The filters the sieve flagged, per group, with the head parts that flagged each, and
         # the groups it cannot speak for this time (a trigger fired): those run their own scan.
@@ -674,7 +699,7 @@ class Engine:
                 self._check_direct(cf, view, deadline, matches, body=body)
             if time.perf_counter() > deadline:
                 raise EvaluationTimeout()
-            return matches
+            return
         no_hits: dict[CompiledFilter, list[int]] = {}
         for gi, group in enumerate(self.groups):
             units = group.body_units if body else group.head_units
@@ -703,7 +728,6 @@ class Engine:
                 raise EvaluationTimeout()
         if not body and flagged and sieve is not None and found is not None and not whole:
             self._note_confirmed_headers(sieve, view, found)
-        return matches
 
     def _note_confirmed_headers(self, sieve: Sieve, view: RequestView, found: Flagged) -> None:
         """Tell the sieve which flagged header values were checked and found clean by every
@@ -1018,6 +1042,31 @@ class Engine:
         if matches:
             return Decision("log", 200, score, would_block, matches)
         return Decision("allow", 200, 0, False, matches)
+
+    def overrun_matches(
+        self, view: RequestView, prior: list[Match], found: list[Match], *, body: bool
+    ) -> list[Match] | None:
+        """What decides a request whose evaluation of a phase overran its time budget, when
+        what it found before the overrun (`found`, after the earlier phase's `prior`) does:
+        those matches, when they already make a block, as the filters not yet evaluated can
+        only add to a score or a block. The one thing that could still undo a block is an
+        allow filter: those of the phase are checked here, each within a fresh budget, and
+        their matches returned with the rest (the decision then allows). None when the
+        matches found do not block, or an allow filter overruns too: on_error decides.
+
+        Why: an overrun that let through what was already found would make padding an attack
+        with text slow to inspect a way past the WAF, with `on_error: open`."""
+        if self.decide(prior + found).outcome != "block":
+            return None
+        allowed: list[Match] = []
+        deadline = time.perf_counter() + self.time_budget_s
+        for cf in self._allow_filters:
+            if _reads_phase(cf.rule, body):
+                try:
+                    self._confirm(cf, view, deadline, allowed, body=body)
+                except EvaluationTimeout:
+                    return None
+        return found + allowed
 
 
 def _compile_set(sources: list[str], separator: str) -> Scanner:

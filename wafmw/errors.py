@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .decision import Match
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -37,10 +39,12 @@ class RuleFileError(Exception):
 
 
 class EvaluationTimeout(Exception):
-    """Evaluation ran past its time budget (or a backtracking regex past its timeout)."""
+    """Evaluation ran past its time budget (or a backtracking regex past its timeout).
+    `matches`: what the overrun phase had found before it (see Engine.overrun_matches)."""
 
     def __init__(self, rule_id: int | None = None) -> None:
         self.rule_id = rule_id
+        self.matches: list[Match] = []
         super().__init__(
             "WAF evaluation exceeded its time budget" + (f" in rule {rule_id}" if rule_id else "")
         )

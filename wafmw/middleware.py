@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -170,16 +170,16 @@ class WAFMiddleware:
                     head_start = time.perf_counter()
                     try:
                         matches = engine.evaluate_head(view, head_start + engine.time_budget_s)
-                    except EvaluationTimeout:
-                        # Once more with a fresh budget (a true overrun overruns again, and
-                        # on_error applies): the budget may have gone to work that is done
-                        # by now. RE2 builds its automata's states as text first needs them,
-                        # and text unlike any seen before (a kilobyte of random characters
-                        # padding an attack) cost tens of milliseconds the first time, one
-                        # the next: failing open then let the attack through. And a ruleset
-                        # built in another thread holds the GIL through its RE2 compiles.
-                        matches = engine.evaluate_head(
-                            view, time.perf_counter() + engine.time_budget_s
+                    except EvaluationTimeout as overrun:
+                        matches = self._overran(
+                            engine,
+                            view,
+                            overrun,
+                            [],
+                            lambda: engine.evaluate_head(
+                                view, time.perf_counter() + engine.time_budget_s
+                            ),
+                            body=False,
                         )
                     decision = engine.decide(matches) if matches else None
                     if self._wants_body(engine, view, decision):
@@ -379,13 +379,56 @@ class WAFMiddleware:
         deadline = time.perf_counter() + engine.time_budget_s - spent
         try:
             found = engine.evaluate_body(view, deadline)
-        except EvaluationTimeout:  # once more, as for phase 1 (see __call__)
-            found = engine.evaluate_body(
-                view, time.perf_counter() + engine.time_budget_s, again=True
+        except EvaluationTimeout as overrun:
+            found = self._overran(
+                engine,
+                view,
+                overrun,
+                matches,
+                lambda: engine.evaluate_body(
+                    view, time.perf_counter() + engine.time_budget_s, again=True
+                ),
+                body=True,
             )
         if matches:
             found = matches + found
         return engine.decide(found) if found else None
+
+    def _overran(
+        self,
+        engine: Engine,
+        view: RequestView,
+        overrun: EvaluationTimeout,
+        prior: list[Match],
+        again: Callable[[], list[Match]],
+        *,
+        body: bool,
+    ) -> list[Match]:
+        """The matches of a phase whose evaluation overran its time budget, after the earlier
+        phase's `prior`: what it found, when that already blocks (Engine.overrun_matches);
+        else those of a second try, with a fresh budget. When that overruns too, what both
+        tries found, if it blocks; else the overrun is raised, and on_error applies.
+
+        The second try because the budget may have gone to work that is done by now: RE2
+        builds its automata's states as text first needs them, and text unlike any seen
+        before (a kilobyte of random characters padding an attack) cost tens of milliseconds
+        the first time, one the next. And a ruleset built in another thread holds the GIL
+        through its RE2 compiles."""
+        decisive = engine.overrun_matches(view, prior, overrun.matches, body=body)
+        if decisive is None:
+            try:
+                return again()
+            except EvaluationTimeout as second:
+                found = second.matches + [m for m in overrun.matches if m not in second.matches]
+                decisive = engine.overrun_matches(view, prior, found, body=body)
+                if decisive is None:
+                    raise
+                overrun = second
+        self.counters["timeouts"] += 1
+        if overrun.rule_id is not None:  # a rule's own timeout counts towards its quarantine
+            with contextlib.suppress(Exception):
+                self.store.record_failure(overrun.rule_id, f"EvaluationTimeout: {overrun}"[:200])
+        return decisive
 
     @staticmethod
     async def _read_rest(
