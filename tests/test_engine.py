@@ -558,9 +558,21 @@ def test_an_overrun_decides_on_what_it_found_unless_an_allow_rule_may_undo_it(
 
 
 def test_an_overrun_carries_the_matches_found_before_it(write_rules: Callable[..., Path]) -> None:
-    engine = engine_for(write_rules, rule(1, "[args]", "contains: union"))
+    engine = engine_for(
+        write_rules,
+        rule(1, "[args]", "contains: union") + rule(2, "[body_raw]", "contains: MZ"),
+    )
     for query, found in (("q=union", [1]), ("q=station", [])):
         view, _ = _shipped_view(Case("GET", "/?" + query))
         with pytest.raises(engine_module.EvaluationTimeout) as overrun:
             engine.evaluate_head(view, time.perf_counter() - 1)
+        assert [m.rule_id for m in overrun.value.matches] == found
+    # A binary body, which only the filters on the raw body read.
+    for data, found in ((b"MZ" + bytes(range(256)), [2]), (bytes(range(256)), [])):
+        scope, _ = case_scope(Case("POST", "/up", (("Content-Type", "application/octet-stream"),)))
+        view = RequestView(scope)
+        view.body = data
+        assert view.parsed_body.kind == "binary"
+        with pytest.raises(engine_module.EvaluationTimeout) as overrun:
+            engine.evaluate_body(view, time.perf_counter() - 1)
         assert [m.rule_id for m in overrun.value.matches] == found
