@@ -33,6 +33,8 @@ SQLI_ATTACKS = [
     "x'&email--",
     "' ? # = #",
     "'''or 1",
+    "1 or 2 is true",
+    "1 and 1 is not null",
 ]
 SQLI_BENIGN = [
     "O'Brien",
@@ -54,6 +56,9 @@ SQLI_BENIGN = [
     "O'Brien and Smith --",
     "can't and won't --",
     "rock 'n' roll -- live",
+    # English's "is" takes any word, SQL's only NULL, TRUE, FALSE or UNKNOWN.
+    "1 is fastest and produces the least compression, and 9 is slowest",
+    "the port is used, and 0 is not allowed",
 ]
 XSS_ATTACKS = [
     "<script>alert(1)</script>",

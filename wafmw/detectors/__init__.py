@@ -159,6 +159,7 @@ _COMPARE = frozenset(
         "match",
     }
 )
+_IS_OPERANDS = frozenset({"null", "true", "false", "unknown"})
 _DANGEROUS_FUNCS = frozenset(
     [
         "sleep",
@@ -474,11 +475,16 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
             a = toks[i + 1] if i + 1 < n else ("", "")
             op = toks[i + 2] if i + 2 < n else ("", "")
             b = toks[i + 3] if i + 3 < n else ("", "")
+            if op[1] == "is" and b[1] == "not" and i + 4 < n:
+                b = toks[i + 4]  # IS NOT NULL
             if (
                 _is_operand(a)
                 and op[1] in _COMPARE
                 and (_is_operand(b) or b[1] == "(")
                 and (a[0] != "b" or b[0] != "b" or a[1] == b[1])
+                # SQL's IS takes NULL, TRUE, FALSE or UNKNOWN; English's takes any word
+                # ("and 9 is slowest").
+                and (op[1] != "is" or b[1] in _IS_OPERANDS)
             ):
                 return True
             # or true / or 1 / and sleep(...) / or 'x' at the end
