@@ -266,6 +266,19 @@ def test_a_document_too_deep_to_parse_is_read_as_its_strings() -> None:
     assert bad.kind == "raw" and bad.parse_error
 
 
+def test_a_deep_document_cut_inside_a_string_cannot_hang_the_parser() -> None:
+    """A string left open runs to the end of the text: else each escaped quote inside it
+    began a search that ran to the end and failed (48 KB took 23 s, growing with the square
+    of the length; this one would take minutes)."""
+    started = time.perf_counter()
+    parsed = parse_body(JSON, b"[" * 501 + b'"' + b'\\"x' * 40_000, LIMITS)
+    assert time.perf_counter() - started < 1.0
+    assert parsed.kind == "raw" and parsed.parse_error
+    # The brackets after an open string do not nest: not too deep, and not JSON either.
+    cut = parse_body(JSON, b'["' + b"[" * 600, LIMITS)
+    assert cut.kind == "raw" and cut.parse_error
+
+
 def test_moderate_nesting_is_parsed_and_bounded_by_depth() -> None:
     body = b"[" * 300 + b'"deep"' + b"]" * 300
     parsed = parse_body(JSON, body, LIMITS)
