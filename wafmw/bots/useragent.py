@@ -65,7 +65,8 @@ _CHROMIUM: Final = re.compile(r"\bChrom(?:e|ium)/(\d{1,4})")
 _FIREFOX: Final = re.compile(r"\bFirefox/(\d{1,4})")
 # Safari's version, then its "Safari/" token searched for from there: two searches, not one
 # pattern with ".*" between them, which was tried again from every "Version/" and cost time
-# in the square of the header's length (0.85 s for a User-Agent of 20 KB).
+# in the square of the text's length (0.85 s for 20 KB; the detector passes the first 1,024
+# characters of a User-Agent, which cost up to 1.2 ms that way).
 _SAFARI_VERSION: Final = re.compile(r"\bVersion/(\d{1,3})(?:\.(\d{1,3}))?")
 _SAFARI_TOKEN: Final = re.compile(r"\bSafari/")
 _IOS_OTHER: Final = re.compile(r"\b(?:CriOS|FxiOS|EdgiOS|OPiOS|GSA|YaBrowser)/")
