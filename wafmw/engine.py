@@ -81,9 +81,9 @@ class RuleFailure(Exception):
 
 
 def _path_matcher(pattern: str) -> PathMatcher:
-    compiled = compile_globs([pattern])
-    assert compiled is not None
-    return lambda path: compiled.match(path) is not None
+    matcher = compile_globs([pattern])
+    assert matcher is not None
+    return matcher
 
 
 @dataclass(slots=True, eq=False)

@@ -40,14 +40,14 @@ import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import limits
 from limits import RateLimitItem
 
-from .globs import compile_globs
+from .globs import GlobMatcher, compile_globs
 
 if TYPE_CHECKING:
     from limits.aio.storage import Storage as LimitsStorage
@@ -124,9 +124,9 @@ class RateLimitRule:
     on_error: Literal["open", "closed"] | None = None
     paranoia: int = 1
     tags: tuple[str, ...] = ()
-    # Compiled forms, filled by parse_rate_limit_rule.
-    path_re: re.Pattern[str] | None = None
-    host_re: re.Pattern[str] | None = None
+    # Compiled forms, filled by parse_rate_limit_rule; rules compare by their globs.
+    path_glob: GlobMatcher | None = field(default=None, compare=False)
+    host_glob: GlobMatcher | None = field(default=None, compare=False)
     key_parts: tuple[tuple[str, str], ...] = (("client_ip", ""),)
     policy_names: tuple[str, ...] = ()
     policy_header: bytes = b""
@@ -139,9 +139,9 @@ class RateLimitRule:
         methods = self.methods
         if methods and request.method not in methods and request.method.upper() not in methods:
             return False
-        if self.path_re is not None and self.path_re.match(request.path) is None:
+        if self.path_glob is not None and not self.path_glob(request.path):
             return False
-        if self.host_re is not None and self.host_re.match(_host_only(request.host)) is None:
+        if self.host_glob is not None and not self.host_glob(_host_only(request.host)):
             return False
         return self.condition is None or self.condition(request)
 
@@ -345,8 +345,8 @@ def parse_rate_limit_rule(spec: Mapping[str, object]) -> RateLimitRule:
         on_error=on_error,
         paranoia=paranoia,
         tags=tags,
-        path_re=compile_globs(paths, ignore_case=False),
-        host_re=compile_globs(hosts, ignore_case=True),
+        path_glob=compile_globs(paths, ignore_case=False),
+        host_glob=compile_globs(hosts, ignore_case=True),
         key_parts=key_parts,
         policy_names=names,
         policy_header=policy.encode("ascii"),
@@ -1674,8 +1674,8 @@ class RateLimiter:
         only = self.rules[0] if len(self.rules) == 1 else None
         self._per_client_only = only is not None and (
             not only.methods
-            and only.path_re is None
-            and only.host_re is None
+            and only.path_glob is None
+            and only.host_glob is None
             and only.condition is None
             and only.key_parts == (("client_ip", ""),)
         )

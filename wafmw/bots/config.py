@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from ..challenge import ChallengeConfig
-from ..globs import compile_globs
+from ..globs import GlobMatcher, compile_globs
 from .model import CLIENT_KINDS, SCORE_MAX, SCORE_MIN, SIGNALS
 from .networks import NetworkSet
 from .useragent import SignatureList
@@ -102,17 +102,18 @@ class BotRule:
     clients: frozenset[str] = frozenset()  # BotVerdict.kind values; empty = every client
     mode: Literal["enforce", "detect"] | None = None
     tags: tuple[str, ...] = ()
-    path_re: re.Pattern[str] | None = None
-    except_re: re.Pattern[str] | None = None
+    # Compiled from paths and except_paths; rules compare by those.
+    path_glob: GlobMatcher | None = field(default=None, compare=False)
+    except_glob: GlobMatcher | None = field(default=None, compare=False)
 
     def applies_to(self, method: str, path: str, kind: str | None = None) -> bool:
         if self.clients and kind not in self.clients:
             return False
         if self.methods and method.upper() not in self.methods:
             return False
-        if self.path_re is not None and self.path_re.match(path) is None:
+        if self.path_glob is not None and not self.path_glob(path):
             return False
-        return self.except_re is None or self.except_re.match(path) is None
+        return self.except_glob is None or not self.except_glob(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,7 @@ class BotConfig:
     declared_bots: SignatureList
     crawlers: tuple[Crawler, ...]
     trap_paths: tuple[str, ...]
-    trap_re: re.Pattern[str] | None
+    trap_glob: GlobMatcher | None = field(compare=False)  # compiled from trap_paths
     secure_context: Literal["auto", "always", "never"]
     max_header_penalty: int
     weights: tuple[tuple[int, int], ...]  # (signal id, weight) for every signal in SIGNALS
@@ -467,8 +468,8 @@ def _parse_rules(value: object, signal_ids: frozenset[int]) -> tuple[BotRule, ..
                 clients=clients,
                 mode=mode,
                 tags=tags,
-                path_re=compile_globs(paths, ignore_case=False),
-                except_re=compile_globs(except_paths, ignore_case=False),
+                path_glob=compile_globs(paths, ignore_case=False),
+                except_glob=compile_globs(except_paths, ignore_case=False),
             )
         )
     return tuple(out)
@@ -567,7 +568,7 @@ def parse_bot_config(spec: Mapping[str, object], base_dir: Path) -> BotConfig:
         declared_bots=lists["declared_bots"],
         crawlers=crawlers,
         trap_paths=tuple(traps),
-        trap_re=compile_globs(traps, ignore_case=True),
+        trap_glob=compile_globs(traps, ignore_case=True),
         secure_context=secure,
         max_header_penalty=max_header_penalty,
         weights=tuple(sorted((sid, weights.get(sid, s.weight)) for sid, s in SIGNALS.items())),

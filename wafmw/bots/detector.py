@@ -215,8 +215,8 @@ class BotDetector:
         memo = self._trap_memo
         trap = memo.get(path)
         if trap is None:
-            trap_re = self.config.trap_re
-            trap = trap_re is not None and trap_re.match(path) is not None
+            trap_glob = self.config.trap_glob
+            trap = trap_glob is not None and trap_glob(path)
             if len(memo) >= _PATH_MEMO_SIZE:
                 memo.clear()
             memo[path] = trap
