@@ -18,8 +18,10 @@ digits, spaces, full stops and commas), after `--warm` other pieces of prose, as
 that has served some traffic has seen; then an upload of random bytes, and the same texts
 in a JSON string (against a JSON body of the benign words). Time per request must
 stay linear in input size (printed: the worst shaped request's µs per KB at each size), and
-no hostile request should cost more than 2x a benign one of its size. Last, an attack padded
-with random text goes through the middleware, budget and on_error as the rules set them: how
+no hostile request should cost more than 2x a benign one of its size. Then inputs shaped
+against the parsers and tokenizers (a JSON document cut inside a string, runs a tokenizer
+could split many ways), by size. Last, an attack padded with random text goes through the
+middleware, budget and on_error as the rules set them: how
 many are blocked, at each size. Never part of the test run.
 """
 
@@ -294,7 +296,42 @@ def main() -> None:
             f"worst shaped {where}, µs per KB by size: {shown} (largest size over smallest: "
             f"{growth:.2f}; above 1 would be worse than linear)"
         )
-    padded_attacks(args.rules, [int(s) for s in args.sizes.split(",")], args.repeats)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    parser_shapes(engine, sizes, args.repeats)
+    padded_attacks(args.rules, sizes, args.repeats)
+
+
+def parser_cases(size: int, variant: int) -> dict[str, Case]:
+    """Requests shaped against the parsers and tokenizers rather than a rule: text that a
+    regular expression on `re` could split in many ways, or try again from each character.
+    Each took time in the square of its size until the eleventh session. `variant` makes
+    each request new (the tokenizers' verdicts are remembered by value)."""
+    deep = "[" * 501 + f'"{variant}' + '\\"x' * (size // 3)  # too deep, a string left open
+    return {
+        "JSON nested too deep, cut inside a string of escaped quotes": Case(
+            "POST", "/api", (("Content-Type", "application/json"),), deep
+        ),
+        "a quote, then spaces (SQL tokenizer)": Case(
+            "GET", f"/s?q={variant}'" + "%20" * (size // 3)
+        ),
+        "'<', then letters (XSS tokenizer)": Case("GET", f"/s?q={variant}%3C" + "a" * size + "%3C"),
+    }
+
+
+def parser_shapes(engine: Engine, sizes: list[int], repeats: int) -> None:
+    """Print each parser shape's median µs per request and per KB at each size, each
+    request new: flat or falling µs per KB is linear time."""
+    print("\ninputs shaped against the parsers and tokenizers (µs per request / per KB)")
+    rows: dict[str, list[str]] = {}
+    for size in sizes:
+        variants = [parser_cases(size, i) for i in range(repeats + 1)]
+        samples(engine, list(variants[0].values()))  # their kind's first sight
+        for name in variants[0]:
+            cost = timed(engine, [cases[name] for cases in variants[1:]])
+            per_kb = cost / (size / 1024)
+            rows.setdefault(name, []).append(f"{size // 1024} KB: {cost:.0f} / {per_kb:.0f}")
+    for name, cells in rows.items():
+        print(f"  {name}: " + ", ".join(cells))
 
 
 def print_new(
