@@ -28,14 +28,15 @@ def test_globs_with_two_stars_or_more_mean_what_the_others_mean(
     globs: list[str], text: str, expected: bool
 ) -> None:
     matcher = compile_globs(globs)
-    assert matcher is not None and matcher(text) is expected
+    assert matcher is not None and (matcher.match(text) is not None) is expected
 
 
 def test_host_globs_ignore_case_on_either_engine() -> None:
     for globs in (["*.Example.COM"], ["*.*.Example.COM"]):
         matcher = compile_globs(globs, ignore_case=True)
         assert matcher is not None
-        assert matcher("api.eu.example.com") and not matcher("example.org")
+        assert matcher.match("api.eu.example.com") is not None
+        assert matcher.match("example.org") is None
 
 
 def test_a_glob_with_two_stars_cannot_hang_on_a_long_path() -> None:
@@ -45,6 +46,15 @@ def test_a_glob_with_two_stars_cannot_hang_on_a_long_path() -> None:
     assert matcher is not None
     path = "/api/" + "/users/" * 9000
     started = time.perf_counter()
-    assert not matcher(path)
-    assert matcher(path + "/edit")
+    assert matcher.match(path) is None
+    assert matcher.match(path + "/edit") is not None
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize("globs", [["/login"], ["/api/*"], ["/api/*/users/*"]])
+def test_equal_globs_compile_to_equal_matchers(globs: list[str]) -> None:
+    """Rules compare by their matchers: a reload keeps the counters of a rate limit, and the
+    state of a bot rule, that it did not change."""
+    assert compile_globs(globs) == compile_globs(list(globs))
+    assert compile_globs(globs) != compile_globs([*globs, "/other/*/x/*"])
+    assert compile_globs(globs) != compile_globs(globs, ignore_case=True)

@@ -81,9 +81,9 @@ class RuleFailure(Exception):
 
 
 def _path_matcher(pattern: str) -> PathMatcher:
-    matcher = compile_globs([pattern])
-    assert matcher is not None
-    return matcher
+    compiled = compile_globs([pattern])
+    assert compiled is not None
+    return lambda path: compiled.match(path) is not None
 
 
 @dataclass(slots=True, eq=False)

@@ -40,7 +40,7 @@ import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -124,9 +124,9 @@ class RateLimitRule:
     on_error: Literal["open", "closed"] | None = None
     paranoia: int = 1
     tags: tuple[str, ...] = ()
-    # Compiled forms, filled by parse_rate_limit_rule; rules compare by their globs.
-    path_glob: GlobMatcher | None = field(default=None, compare=False)
-    host_glob: GlobMatcher | None = field(default=None, compare=False)
+    # Compiled forms, filled by parse_rate_limit_rule.
+    path_glob: GlobMatcher | None = None
+    host_glob: GlobMatcher | None = None
     key_parts: tuple[tuple[str, str], ...] = (("client_ip", ""),)
     policy_names: tuple[str, ...] = ()
     policy_header: bytes = b""
@@ -139,9 +139,9 @@ class RateLimitRule:
         methods = self.methods
         if methods and request.method not in methods and request.method.upper() not in methods:
             return False
-        if self.path_glob is not None and not self.path_glob(request.path):
+        if self.path_glob is not None and self.path_glob.match(request.path) is None:
             return False
-        if self.host_glob is not None and not self.host_glob(_host_only(request.host)):
+        if self.host_glob is not None and self.host_glob.match(_host_only(request.host)) is None:
             return False
         return self.condition is None or self.condition(request)
 

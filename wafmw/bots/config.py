@@ -102,18 +102,17 @@ class BotRule:
     clients: frozenset[str] = frozenset()  # BotVerdict.kind values; empty = every client
     mode: Literal["enforce", "detect"] | None = None
     tags: tuple[str, ...] = ()
-    # Compiled from paths and except_paths; rules compare by those.
-    path_glob: GlobMatcher | None = field(default=None, compare=False)
-    except_glob: GlobMatcher | None = field(default=None, compare=False)
+    path_glob: GlobMatcher | None = None
+    except_glob: GlobMatcher | None = None
 
     def applies_to(self, method: str, path: str, kind: str | None = None) -> bool:
         if self.clients and kind not in self.clients:
             return False
         if self.methods and method.upper() not in self.methods:
             return False
-        if self.path_glob is not None and not self.path_glob(path):
+        if self.path_glob is not None and self.path_glob.match(path) is None:
             return False
-        return self.except_glob is None or not self.except_glob(path)
+        return self.except_glob is None or self.except_glob.match(path) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +125,7 @@ class BotConfig:
     declared_bots: SignatureList
     crawlers: tuple[Crawler, ...]
     trap_paths: tuple[str, ...]
-    trap_glob: GlobMatcher | None = field(compare=False)  # compiled from trap_paths
+    trap_glob: GlobMatcher | None
     secure_context: Literal["auto", "always", "never"]
     max_header_penalty: int
     weights: tuple[tuple[int, int], ...]  # (signal id, weight) for every signal in SIGNALS

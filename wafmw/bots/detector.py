@@ -216,7 +216,7 @@ class BotDetector:
         trap = memo.get(path)
         if trap is None:
             trap_glob = self.config.trap_glob
-            trap = trap_glob is not None and trap_glob(path)
+            trap = trap_glob is not None and trap_glob.match(path) is not None
             if len(memo) >= _PATH_MEMO_SIZE:
                 memo.clear()
             memo[path] = trap
