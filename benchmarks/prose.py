@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -26,9 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hostile import prose, request_for
 
 from wafmw import load_rules
-from wafmw.casetest import case_scope
+from wafmw.casetest import case_matches
 from wafmw.engine import Engine
-from wafmw.request import RequestView
 
 
 def main() -> None:
@@ -43,13 +41,7 @@ def main() -> None:
     matched: Counter[int] = Counter()
     first: dict[int, tuple[str, str]] = {}
     for i, piece in enumerate(pieces):
-        scope, body = case_scope(request_for(piece, args.size, body=i % 2 == 1))
-        view = RequestView(scope)
-        deadline = time.perf_counter() + 5
-        matches = engine.evaluate_head(view, deadline)
-        if body:
-            view.body = body
-            matches += engine.evaluate_body(view, deadline)
+        matches = case_matches(engine, request_for(piece, args.size, body=i % 2 == 1))
         blocked += engine.decide(matches).outcome == "block"
         for m in matches:
             matched[m.rule_id] += 1

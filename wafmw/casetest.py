@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .body import BodyLimits
+from .decision import Match
 from .engine import Engine
 from .loader import load_rules
 from .model import Case, FilterRule
@@ -68,7 +69,8 @@ def case_scope(case: Case) -> tuple[dict[str, Any], bytes]:
     return scope, body
 
 
-def matched_rule_ids(engine: Engine, case: Case) -> tuple[int, ...]:
+def case_matches(engine: Engine, case: Case) -> list[Match]:
+    """What the engine finds in the case's request, head and body."""
     scope, body = case_scope(case)
     view = RequestView(scope, body_limits=BodyLimits())
     deadline = time.perf_counter() + 5.0
@@ -76,7 +78,11 @@ def matched_rule_ids(engine: Engine, case: Case) -> tuple[int, ...]:
     if body:
         view.body = body
         matches += engine.evaluate_body(view, deadline)
-    return tuple(m.rule_id for m in matches)
+    return matches
+
+
+def matched_rule_ids(engine: Engine, case: Case) -> tuple[int, ...]:
+    return tuple(m.rule_id for m in case_matches(engine, case))
 
 
 def run_cases(paths: Sequence[str | os.PathLike[str]] | None) -> CaseReport:
