@@ -296,11 +296,14 @@ _SCHEMA_WORDS = re.compile(
     r"|basedir|servername)"
 )
 
+# A quoted string left open runs to the end of the text, a final backslash included: were
+# that backslash not part of it, the string would fail to match, and each escaped quote in it
+# would begin another string that fails too (a quote, 2,000 times \' and a \: 0.14 s).
 _TOKEN_RE = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<cmt>/\*!?\d*|--(?:[\s\x00]|$)|\#|;\x00)
-  | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|`[^`]*(?:`|$))
+  | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|\\?$)|"(?:[^"\\]|\\.|"")*(?:"|\\?$)|`[^`]*(?:`|$))
   | (?P<num>0x[0-9a-f]+|0b[01]+|\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)
   | (?P<var>@@?[a-z_][\w.$]*|@)
   | (?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)
@@ -322,8 +325,8 @@ _SCAN_RE = re.compile(
         r"(?P<cmt>/\*\d*(?:[\s\S]*?\*/|[\s\S]*)|--(?:[\s\x00]|$)[^\n]*|\#[^\n]*|;\x00[^\n]*)",
     )
     .replace(  # quoted strings as unrolled loops: a run of plain characters is one step
-        r"""(?P<str>'(?:[^'\\]|\\.|'')*(?:'|$)|"(?:[^"\\]|\\.|"")*(?:"|$)|""",
-        r"""(?P<str>'[^'\\]*(?:(?:\\.|'')[^'\\]*)*(?:'|$)|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*(?:"|$)|""",
+        r"""(?P<str>'(?:[^'\\]|\\.|'')*(?:'|\\?$)|"(?:[^"\\]|\\.|"")*(?:"|\\?$)|""",
+        r"""(?P<str>'[^'\\]*(?:(?:\\.|'')[^'\\]*)*(?:'|\\?$)|"[^"\\]*(?:(?:\\.|"")[^"\\]*)*(?:"|\\?$)|""",
     )
     .replace(
         r"(?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)",
