@@ -415,9 +415,14 @@ class WAFMiddleware:
                 overrun = second
         self.counters["timeouts"] += 1
         if overrun.rule_id is not None:  # a rule's own timeout counts towards its quarantine
-            with contextlib.suppress(Exception):
-                self.store.record_failure(overrun.rule_id, f"EvaluationTimeout: {overrun}"[:200])
+            self._count_rule_failure(overrun.rule_id, overrun)
         return decisive
+
+    def _count_rule_failure(self, rule_id: int, cause: BaseException) -> None:
+        """Count a rule's failure towards its quarantine; a failing store must not break the
+        failure boundary."""
+        with contextlib.suppress(Exception):
+            self.store.record_failure(rule_id, f"{type(cause).__name__}: {cause}"[:200])
 
     @staticmethod
     async def _read_rest(
@@ -453,8 +458,7 @@ class WAFMiddleware:
         rule_id = rule.id if rule is not None else getattr(exc, "rule_id", None)
         cause = exc.cause if isinstance(exc, RuleFailure) else exc
         if rule_id is not None:
-            with contextlib.suppress(Exception):
-                self.store.record_failure(rule_id, f"{type(cause).__name__}: {cause}"[:200])
+            self._count_rule_failure(rule_id, cause)
         event = {
             "event": "timeout" if timeout else "error",
             "action": "error-" + on_error,
