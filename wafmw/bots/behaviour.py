@@ -482,7 +482,19 @@ class BehaviourTracker:
         memory = self._memory
         assert memory is not None  # callers check `local`
         record = memory.clients.get(client)
-        found = () if record is None or record.quiet else self._noisy_signals(record)
+        if record is None:
+            self.observe_local(client, path, 0, trap)
+            return ()
+        found = () if record.quiet else self._noisy_signals(record)
+        # observe_local's usual case, inlined, as this runs on every request: the same bucket,
+        # a path the bucket has counted, not a trap. Only the request count moves.
+        window = record.current
+        if not trap and record.bucket == int(_wall() // self._window):
+            slot = self._slot_memo.get(path)
+            if slot is not None and slot in window.slots:
+                window.r += 1
+                record.quiet = window.r <= record.quiet_until
+                return found
         self.observe_local(client, path, 0, trap)  # 0: no answer yet, so no 4xx to count
         return found
 
