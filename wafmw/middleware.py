@@ -173,7 +173,10 @@ class WAFMiddleware:
                     except EvaluationTimeout as overrun:
                         matches = self._overran(engine, view, overrun, [], body=False)
                     decision = engine.decide(matches) if matches else None
-                    if self._wants_body(engine, view, decision):
+                    # A head the engine knows frames no body (the usual GET): no call to ask.
+                    if view.known_may_have_body is not False and self._wants_body(
+                        engine, view, decision
+                    ):
                         decision = await self._inspect_body(
                             engine, view, receive, consumed, matches, head_start
                         )
