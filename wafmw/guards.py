@@ -181,6 +181,10 @@ class Guards:
             return Outcome(status, tuple(headers), body)
         verdict = detector.evaluate_local(view, count=True)  # observed after for a 4xx only
         assert verdict is not None  # local: evaluate_local always answers
+        floor = self._bot_floor
+        if floor is None or (verdict.score is not None and verdict.score >= floor):
+            view.scope["wafmw.bot"] = verdict  # type: ignore[index]
+            return None  # _bot_outcome's usual answer, spared its call on every request
         return self._bot_outcome(view, verdict, kill, detect)
 
     def _bot_outcome(
