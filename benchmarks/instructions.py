@@ -9,8 +9,10 @@ alone) runs in its own process under `valgrind --tool=callgrind`, counting only 
 `--requests` requests run, once 1,000 have warmed the app up. Printed: instructions per
 request and what wafmw adds to the bare app. Needs valgrind and a C compiler with valgrind's
 headers (Debian: valgrind, gcc); the counting switch is a few lines of C built at start.
-Instructions are not time (cache misses and branch mispredictions cost time and are not
-counted): use this to compare changes, inprocess.py for what users will see.
+The clocks wafmw reads are stopped under callgrind (see `child`), so that requests take the
+paths a native run takes. Instructions are not time (cache misses and branch mispredictions
+cost time and are not counted): use this to compare changes, inprocess.py for what users will
+see.
 Never part of the test run.
 """
 
