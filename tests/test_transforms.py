@@ -347,19 +347,45 @@ def test_decoding_by_split_and_memory_agrees_with_one_match_at_a_time(
     reference = getattr(transforms_module, pattern)
     rng = random.Random(decode)
     for _ in range(3000):
-        text = "".join(rng.choice([*pieces, "\u00e9"]) for _ in range(rng.randrange(12)))
+        # Mostly short texts; some long ones, with more distinct pieces between "&"s than
+        # html_entity_decode decodes one by one (it then splits on the pattern).
+        size = rng.randrange(12) if rng.random() < 0.9 else rng.randrange(400)
+        text = "".join(rng.choice([*pieces, "\u00e9"]) for _ in range(size))
         expected = reference.sub(getattr(transforms_module, sub), text)
         assert decoded(text) == expected, text
         assert decoded(text) == expected, text
 
 
-def test_the_memory_of_decoded_entities_is_bounded() -> None:
+def test_the_memories_of_decoded_entities_are_bounded() -> None:
+    pieces = transforms_module._ENTITY_PIECE_MEMO
+    padding = "&amp;" * transforms_module._PIECES_MIN  # enough "&"s to be decoded by pieces
     for n in range(2 * transforms_module._DECODED_MEMORY):
-        assert transforms_module.html_entity_decode(f"a&#{n + 1000};b") == f"a{chr(n + 1000)}b"
-        assert len(transforms_module._ENTITY_MEMO) <= transforms_module._DECODED_MEMORY
+        decoded = transforms_module.html_entity_decode(f"a&#{n + 1000};b{padding}")
+        assert decoded == f"a{chr(n + 1000)}b" + "&" * transforms_module._PIECES_MIN
+        assert len(pieces) <= transforms_module._DECODED_MEMORY
+    assert "#1000;b" not in pieces and f"#{2 * transforms_module._DECODED_MEMORY + 999};b" in pieces
+    # Many entities new at once go through the split on the pattern and its memory.
+    many = "".join(f"&#{n + 5000};" for n in range(2 * transforms_module._DECODED_MEMORY))
+    expected = "".join(chr(n + 5000) for n in range(2 * transforms_module._DECODED_MEMORY))
+    assert transforms_module.html_entity_decode(many) == expected
+    assert len(transforms_module._ENTITY_MEMO) <= transforms_module._DECODED_MEMORY
     long = "&#x" + "0" * 60 + "41;"
     assert transforms_module.html_entity_decode(long) == "A"
-    assert long not in transforms_module._ENTITY_MEMO
+    assert long[1:] not in pieces and long not in transforms_module._ENTITY_MEMO
+
+
+def test_entities_repeated_through_a_long_text_decode_from_the_memory_of_pieces() -> None:
+    """Text made of a few entities repeated: each piece after an "&" is decoded once, then
+    looked up; the decoding is the pattern's, entity by entity."""
+    text = "&#x26;x26;&lt;b&amp" * 3000 + "&notin;&notit;"
+    expected = _reference_entity_decode(text)
+    assert transforms_module.html_entity_decode(text) == expected
+    assert transforms_module._ENTITY_PIECE_MEMO.get("#x26;x26;") == "&x26;"
+    assert transforms_module.html_entity_decode(text) == expected
+
+
+def _reference_entity_decode(text: str) -> str:
+    return transforms_module._ENTITY_RE.sub(transforms_module._entity_sub, text)
 
 
 def test_a_long_value_runs_each_step_its_chains_share_once(monkeypatch: pytest.MonkeyPatch) -> None:
