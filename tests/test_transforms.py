@@ -382,6 +382,10 @@ def test_entities_repeated_through_a_long_text_decode_from_the_memory_of_pieces(
     assert transforms_module.html_entity_decode(text) == expected
     assert transforms_module._ENTITY_PIECE_MEMO.get("#x26;x26;") == "&x26;"
     assert transforms_module.html_entity_decode(text) == expected
+    # Alike at the start, then many pieces new to the memory: split on the pattern.
+    varied = "&amp;" * 500 + "".join(f"&#{n + 300};x" for n in range(100))
+    assert transforms_module.html_entity_decode(varied) == _reference_entity_decode(varied)
+    assert "#399;x" not in transforms_module._ENTITY_PIECE_MEMO
 
 
 def _reference_entity_decode(text: str) -> str:
