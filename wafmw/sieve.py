@@ -308,10 +308,10 @@ class Sieve:
         ]
         seen = self.parts_seen
         try:
-            known = [seen.get(key) for key in keys]
+            known = list(map(seen.get, keys))
         except TypeError:  # headers given as lists (ASGI allows any iterable pair)
             keys[_FIRST_HEADER_KEY:] = [(name, value) for name, value in headers]
-            known = [seen.get(key) for key in keys]
+            known = list(map(seen.get, keys))
         flagged: Flagged = {}
         if None in known:
             self._scan_fresh(view, keys, known)
