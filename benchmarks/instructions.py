@@ -1,12 +1,13 @@
 """Instructions per request under callgrind: a figure that machine noise does not move.
 
-    python benchmarks/instructions.py [--requests 2000] [--parts]
+    python benchmarks/instructions.py [--requests 2000] [--parts] [--varied]
 
 The wall clock on a shared 2-core machine drifts by tens of percent from run to run;
 instructions executed do not. Each configuration and case of benchmarks/inprocess.py (the
 bare app, wafmw with the default ruleset plus one rate limit, and with --parts each part
 alone) runs in its own process under `valgrind --tool=callgrind`, counting only while
-`--requests` requests run, once 1,000 have warmed the app up. Printed: instructions per
+`--requests` requests run, once 1,000 have warmed the app up; with `--varied`, no request
+repeats an earlier one, as in `inprocess.py --varied`. Printed: instructions per
 request and what wafmw adds to the bare app. Needs valgrind and a C compiler with valgrind's
 headers (Debian: valgrind, gcc); the counting switch is a few lines of C built at start.
 The clocks wafmw reads are stopped under callgrind (see `child`), so that requests take the
@@ -43,7 +44,7 @@ CASES = ("benign GET", "2 KB JSON POST")
 WARM_UP = 1000
 
 
-def child(switch: str, config: str, case: str, requests: int) -> None:
+def child(switch: str, config: str, case: str, requests: int, varied: bool) -> None:
     """Inside valgrind: build the app, warm it up, count `requests` requests."""
     logging.getLogger("wafmw").setLevel(logging.ERROR)
     # The scanners time their scans to tell text new to RE2 from text it knows
@@ -76,7 +77,9 @@ def child(switch: str, config: str, case: str, requests: int) -> None:
             else WAFMiddleware(inprocess.bare_app(), rules=configs[config])
         )
     scope, body = inprocess.make_cases()[case]
-    run = inprocess.make_runner(app, [scope], body, 1000)
+    # --varied: no request repeats an earlier one (inprocess.varied), warm-up included.
+    scopes = [inprocess.varied(scope, i) for i in range(WARM_UP + requests)] if varied else [scope]
+    run = inprocess.make_runner(app, scopes, body, 1000)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(run(WARM_UP))
     # A full collection walks every object the process holds (the ruleset's among them): one
@@ -91,7 +94,7 @@ def child(switch: str, config: str, case: str, requests: int) -> None:
     counter.stop()
 
 
-def count(switch: str, config: str, case: str, requests: int, tmp: Path) -> float:
+def count(switch: str, config: str, case: str, requests: int, varied: bool, tmp: Path) -> float:
     out = tmp / f"{config}-{case}".replace(" ", "_")
     subprocess.run(
         [
@@ -106,6 +109,7 @@ def count(switch: str, config: str, case: str, requests: int, tmp: Path) -> floa
             config,
             case,
             str(requests),
+            "varied" if varied else "repeated",
         ],
         check=True,
         capture_output=True,
@@ -119,11 +123,12 @@ def count(switch: str, config: str, case: str, requests: int, tmp: Path) -> floa
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6] == "varied")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--parts", action="store_true", help="each part of wafmw alone too")
+    parser.add_argument("--varied", action="store_true", help="every request a different one")
     args = parser.parse_args()
     configs = ["bare", "everything"]
     if args.parts:
@@ -136,13 +141,14 @@ def main() -> None:
             ["gcc", "-O2", "-shared", "-fPIC", "-o", str(switch), str(tmp / "switch.c")],
             check=True,
         )
-        print(f"instructions per request under callgrind, {args.requests} requests each")
+        kind = "no request repeating an earlier one" if args.varied else "one request repeated"
+        print(f"instructions per request under callgrind, {args.requests} requests each ({kind})")
         print(f"{'configuration':18} " + " ".join(f"{case:>24}" for case in CASES))
         bare: dict[str, float] = {}
         for config in configs:
             cells = []
             for case in CASES:
-                n = count(str(switch), config, case, args.requests, tmp)
+                n = count(str(switch), config, case, args.requests, args.varied, tmp)
                 if config == "bare":
                     bare[case] = n
                     cells.append(f"{n / 1000:10.1f}k{'':13}")
