@@ -284,7 +284,7 @@ _ENTITY_SPLIT = re.compile("(" + _entity_pattern("(?:") + ")")
 _ENTITY_MEMO: dict[str, str] = {}
 _DECODED_MEMORY = 4096
 _DECODED_MAX_TEXT = 40
-# html_entity_decode decodes by pieces a text whose first _PIECES_SAMPLE_CHARS hold at least
+# _entities_by_pieces decodes a text whose first _PIECES_SAMPLE_CHARS hold at least
 # _PIECES_MIN "&"s and at most _PIECES_NEW_MAX distinct pieces, unless more than that many of
 # its pieces are new to its memory: each costs a Python step.
 _PIECES_MIN = 64
@@ -343,29 +343,39 @@ _ENTITY_START = re.compile(r"&[#A-Za-z]")
 
 
 # Decoded pieces of text (what follows one "&", up to the next) by their text, for
-# html_entity_decode; bounded as _ENTITY_MEMO is.
+# _entities_by_pieces; bounded as _ENTITY_MEMO is (_remember).
 _ENTITY_PIECE_MEMO: dict[str, str] = {}
 
 
 def html_entity_decode(s: str) -> str:
     if "&" not in s or _ENTITY_START.search(s) is None:
         return s
-    # A query string's few "&"s, or a long form's many fields, each "&" with a piece of its
-    # own: one split on the pattern (a 51 KB form of 2,000 fields cost 0.23 ms that way,
-    # 0.49 ms by pieces). Told from the text's start, which is all a short text has.
+    decoded = _entities_by_pieces(s)
+    if decoded is None:
+        return _decode_by_split(s, _ENTITY_SPLIT, _ENTITY_RE, _entity_sub, _ENTITY_MEMO)
+    return decoded
+
+
+def _entities_by_pieces(s: str) -> str | None:
+    """html_entity_decode of a text dense in entities, or None for any other text.
+
+    An entity begins at an "&" and holds none, so the text after each "&" decodes alone: its
+    entity, if it begins with one, then the rest as it is. Such text repeats its pieces, and
+    each is then a lookup, all of it in C (str.split, map, join), where a split on the entity
+    pattern tries the pattern at every "&" (64 KB of "&#x26;x26;", 36 KB once form-decoded:
+    0.6 ms a value, 0.24 ms by pieces).
+
+    Other text is left to the split on the pattern, as a Python step for each piece would
+    cost more: a query string's few "&"s, a long form's many fields each with a piece of its
+    own (a 51 KB form of 2,000 fields: 0.23 ms split, 0.49 ms by pieces), told from the
+    text's start, which is all a short text has; and text with more pieces new to the memory
+    than _PIECES_NEW_MAX."""
     if (
         len(s) < 2 * _PIECES_MIN  # too short to hold as many "&"s, told at once
         or s.count("&", 0, _PIECES_SAMPLE_CHARS) < _PIECES_MIN
         or len(set(s[:_PIECES_SAMPLE_CHARS].split("&"))) > _PIECES_NEW_MAX
     ):
-        return _decode_by_split(s, _ENTITY_SPLIT, _ENTITY_RE, _entity_sub, _ENTITY_MEMO)
-    # An entity begins at an "&" and holds none, so the text after each "&" decodes alone:
-    # its entity, if it begins with one, then the rest as it is. Text dense in entities
-    # repeats its pieces, and each is then a lookup, all of it in C (str.split, map, join),
-    # where a split on the entity pattern tries the pattern at every "&" (64 KB of
-    # "&#x26;x26;", 36 KB once form-decoded: 0.6 ms a value, now 0.24 ms). Text with more
-    # distinct pieces than _PIECES_NEW_MAX not yet remembered is split on the pattern, as it
-    # costs less than a Python step for each.
+        return None
     pieces = s.split("&")
     rest = pieces[1:]
     memo = _ENTITY_PIECE_MEMO
@@ -373,13 +383,10 @@ def html_entity_decode(s: str) -> str:
     if None in decoded:
         new = list(filterfalse(memo.__contains__, set(rest)))
         if len(new) > _PIECES_NEW_MAX:
-            return _decode_by_split(s, _ENTITY_SPLIT, _ENTITY_RE, _entity_sub, _ENTITY_MEMO)
+            return None
         values = {piece: _entity_piece(piece) for piece in new}
         for piece, value in values.items():
-            if len(piece) <= _DECODED_MAX_TEXT:
-                if len(memo) >= _DECODED_MEMORY:
-                    memo.clear()
-                memo[piece] = value
+            _remember(memo, piece, value)
         decoded = list(map(values.get, rest, decoded))  # a new piece's value, else as found
     return pieces[0] + "".join(decoded)  # type: ignore[arg-type]
 
@@ -415,13 +422,19 @@ def _decode_by_split(
             if values[i] is None:
                 match = pattern.match(text)
                 assert match is not None and match.end() == len(text)
-                value = values[i] = sub(match)
-                if len(text) <= _DECODED_MAX_TEXT:
-                    if len(memo) >= _DECODED_MEMORY:
-                        memo.clear()
-                    memo[text] = value
+                values[i] = value = sub(match)
+                _remember(memo, text, value)
     parts[1::2] = values
     return "".join(parts)
+
+
+def _remember(memo: dict[str, str], text: str, decoded: str) -> None:
+    """Keep a decoded text in a memory of decodings, bounded in entries and in the length of
+    what it keeps (forgotten wholesale when full)."""
+    if len(text) <= _DECODED_MAX_TEXT:
+        if len(memo) >= _DECODED_MEMORY:
+            memo.clear()
+        memo[text] = decoded
 
 
 # --------------------------------------------------------------------------- js_decode
