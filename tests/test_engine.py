@@ -492,7 +492,9 @@ def test_a_second_try_on_a_body_takes_up_the_sieve_scan_of_the_first(
     sieve_type = type(engine.body_sieve)
     scan_body = sieve_type.scan_body
     monkeypatch.setattr(
-        sieve_type, "scan_body", lambda self, view: scans.append(view) or scan_body(self, view)
+        sieve_type,
+        "scan_body",
+        lambda self, view, media_type: scans.append(view) or scan_body(self, view, media_type),
     )
     case = Case(
         "POST", "/api", (("Content-Type", "application/json"),), '{"name": "Ada", "qty": 2}'

@@ -403,7 +403,7 @@ def test_json_bodies_wake_no_shipped_body_rule() -> None:
             scope = post_scope("/api", data, "application/json")
             view = RequestView(scope, body_limits=BodyLimits())
             view.body = data
-            assert engine.body_sieve.scan_body(view) == {}, (paranoia, data)
+            assert engine.body_sieve.scan_body(view, "application/json") == {}, (paranoia, data)
 
 
 INVALID_JSON = [

@@ -609,8 +609,8 @@ class Engine:
             # _head_flags).
             found = view.memo.get(self._body_flags) if again else None
             if found is None:
-                found = sieve.scan_body(view)
-            if not found and not (sieve.files_direct and _has_files(view)):
+                found = sieve.scan_body(view, media_type)
+            if not found and not (sieve.files_direct and media_type == "multipart/form-data"):
                 if time.perf_counter() > deadline:
                     view.memo[self._body_flags] = found
                     raise EvaluationTimeout()
@@ -671,7 +671,9 @@ class Engine:
                 flags = self._body_flags if body else self._head_flags
                 found = memo.get(flags)
                 if found is None:
-                    found = memo[flags] = sieve.scan_body(view) if body else sieve.scan_head(view)
+                    found = memo[flags] = (
+                        sieve.scan_body(view, view.media_type) if body else sieve.scan_head(view)
+                    )
             for entry, parts in found.items():
                 cf = entry.filter
                 if cf is None:

@@ -334,7 +334,12 @@ class WAFMiddleware:
         decision (None: nothing matched) is neither a block nor an allow rule's."""
         if decision is not None and (decision.outcome == "block" or decision.reason):
             return False
-        return engine.needs_body and view.scope["type"] == "http" and may_have_body(view)
+        # known_may_have_body: handed over with a head the engine knows (a call the less).
+        return (
+            engine.needs_body
+            and view.scope["type"] == "http"
+            and (view.known_may_have_body or may_have_body(view))
+        )
 
     async def _inspect_body(
         self,

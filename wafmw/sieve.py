@@ -376,12 +376,12 @@ class Sieve:
             if size <= PART_MAX_BYTES:
                 seen[key] = known[i]
 
-    def scan_body(self, view: RequestView) -> Flagged:
-        """What the sieve flags in the body (never remembered: bodies rarely recur)."""
+    def scan_body(self, view: RequestView, media_type: str) -> Flagged:
+        """What the sieve flags in the body, of the view's media type (the caller has it: a
+        property's call the less); never remembered: bodies rarely recur."""
         body = view.body or b""
         if not body:
             return {}
-        media_type = view.media_type
         extra: str | None = None
         # JSON strings without escapes, and forms without escapes, are substrings of the raw
         # body; anything else (escapes, multipart) is scanned as parsed, beside the raw body.
@@ -390,7 +390,7 @@ class Sieve:
         elif media_type == "application/x-www-form-urlencoded":
             if PERCENT in body or PLUS in body:
                 extra = self._parsed(view)
-        elif is_json(media_type):
+        elif media_type == "application/json" or is_json(media_type):  # a call the less
             # JSON's own quotes and escapes would wake every rule that looks for a quote and
             # every trigger that looks for a backslash; in a body that parses, the values hold
             # neither (the strings with escapes are scanned decoded beside it), and rules on
@@ -400,10 +400,11 @@ class Sieve:
             if not self.quote_stand_in:
                 if escaped:
                     extra = self._parsed(view)
-            elif not escaped and self._as_is(body):
-                # The usual case: one scan (nothing to append), with the lexer in it; by the
-                # pass that reads the quotes as stood in where there is one, which spares the
-                # copy. A body that does not lex is scanned as it is, below.
+            elif not escaped and body.isascii() and PERCENT not in body:
+                # The usual case: one scan of the body as it is (nothing to append), with the
+                # lexer in it, which tells whether the rules will read it as JSON; by the pass
+                # that reads the quotes as stood in where there is one, which spares the copy.
+                # A body that does not lex is scanned as it is, below.
                 json_pass = self.json_pass
                 if json_pass is not None:
                     scanner = json_pass.scanner
@@ -413,7 +414,9 @@ class Sieve:
                     hits = (
                         scanner.Match(body) if len(body) < WARY_MIN_BYTES else scanner.match(body)
                     )
-                    found = [json_pass.entries[i] for i in hits] if hits else []
+                    if not hits:  # the usual case: no comprehension's call to build {}
+                        return {}
+                    found = [json_pass.entries[i] for i in hits]
                 else:
                     found = self._run(body.translate(_JSON_SYNTAX_STOOD_IN), None, finished=True)
                 if JSON_JUNK_ENTRY not in found:
@@ -444,12 +447,6 @@ class Sieve:
     @staticmethod
     def _flag(found: list[SieveEntry]) -> Flagged:
         return {entry: [] for entry in found if entry is not JSON_JUNK_ENTRY}
-
-    @staticmethod
-    def _as_is(body: bytes) -> bool:
-        """Whether a JSON body without escapes is scanned as it is (nothing appended to it):
-        then the lexer in the same scan tells whether the rules will read it as JSON."""
-        return body.isascii() and PERCENT not in body
 
     def _escaped_strings(self, body: bytes) -> str | None:
         """The strings of a body that lexes as JSON that hold an escape, decoded and joined;
