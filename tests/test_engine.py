@@ -578,3 +578,28 @@ def test_an_overrun_carries_the_matches_found_before_it(write_rules: Callable[..
         with pytest.raises(engine_module.EvaluationTimeout) as overrun:
             engine.evaluate_body(view, time.perf_counter() - 1)
         assert [m.rule_id for m in overrun.value.matches] == found
+
+
+def test_a_long_form_body_is_url_decoded_once_for_the_sieve_and_the_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The body sieve and the body groups' own scans join the raw body and the parsed values
+    # in other orders; the decoding of the raw body is shared (RequestView.url_decoded).
+    engine = Engine(load_rules(None))
+    from wafmw import transforms
+
+    rounds: list[int] = []
+    decode_round = transforms._url_decode_round
+
+    def counting(text: str) -> str:
+        rounds.append(len(text))
+        return decode_round(text)
+
+    monkeypatch.setattr(transforms, "_url_decode_round", counting)
+    value = "%2F..%2F..%5C" * 600  # 7.8 KB of escapes: "/../..\" once decoded
+    case = Case("POST", "/submit", (), f"field={value}")
+    found = matched(engine, "/submit", method="POST", body=case.body)
+    assert 930100 in found  # the traversal is still found
+    # One round over the raw body (the parsed value holds no escape left); before, one over
+    # the sieve's join and one over the group's.
+    assert [n for n in rounds if n >= len(value)] == [len("field=") + len(value)]

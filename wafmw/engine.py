@@ -48,7 +48,7 @@ from .patterns import (
     tolerating,
     tolerating_cmdline,
 )
-from .request import SEPARATOR, RequestView, decode_header_value, may_have_body
+from .request import SEPARATOR, URL_DECODE, RequestView, decode_header_value, may_have_body
 from .sieve import (
     BODY_KINDS,
     FIRST_HEADER_PART,
@@ -792,10 +792,18 @@ class Engine:
                 for unit in units
                 for _, value in view.target_items(unit)
             )
+            chain = group.on_joined
         else:
             joined = view.joined(units, group.separator)
+            chain = group.on_joined
+            if chain[:1] == URL_DECODE and "%" in joined:
+                # Decoded target by target, as the body sieve decodes the same texts: the
+                # view decodes each once (see RequestView.url_decoded).
+                texts = view.target_texts(units, group.separator)
+                joined = view.url_decoded(texts, group.separator)
+                chain = chain[1:]
         # Local transforms give the same text once over the join as value by value.
-        text = view.transformed(joined, group.on_joined)
+        text = view.transformed(joined, chain)
         if not text:
             return []
         assert group.scanner is not None  # callers scan only groups that have one

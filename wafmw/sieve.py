@@ -343,10 +343,10 @@ class Sieve:
         and remember what each holds: a tuple of entries for a request line part, a pair of
         them (name, value) for a header; () when nothing matched."""
         query: bytes = view.scope.get("query_string", b"")
-        extra: str | None = None
+        extra: tuple[str, ...] = ()
         if query and (PERCENT in query or PLUS in query):
             # The parsed arguments are no substrings of the raw query: scanned with it.
-            extra = self.separator.decode().join(itertools.chain.from_iterable(view.args))
+            extra = (self.separator.decode().join(itertools.chain.from_iterable(view.args)),)
         fresh = [i for i, hits in enumerate(known) if hits is None]
         uri = _URI_PART
         pieces: list[bytes] = []
@@ -355,17 +355,17 @@ class Sieve:
                 pieces.append(keys[i])
             else:
                 pieces.extend(keys[i])
-        if not self._run(self.separator.join(pieces), extra if uri in fresh else None):
+        if not self._run(self.separator.join(pieces), extra if uri in fresh else ()):
             for i in fresh:
                 known[i] = ()
         else:
             # Something matched: scan part by part, to know which.
             for i in fresh:
                 if i < _FIRST_HEADER_KEY:
-                    known[i] = tuple(self._run(keys[i], extra if i == uri else None))
+                    known[i] = tuple(self._run(keys[i], extra if i == uri else ()))
                 else:
                     name, value = keys[i]
-                    pair = (tuple(self._run(name, None)), tuple(self._run(value, None)))
+                    pair = (tuple(self._run(name)), tuple(self._run(value)))
                     known[i] = pair if pair[0] or pair[1] else ()
         seen = self.parts_seen
         if len(seen) + len(fresh) > PART_MEMORY:
@@ -382,7 +382,7 @@ class Sieve:
         body = view.body or b""
         if not body:
             return {}
-        extra: str | None = None
+        extra: list[str] = []  # texts scanned beside the body
         # JSON strings without escapes, and forms without escapes, are substrings of the raw
         # body; anything else (escapes, multipart) is scanned as parsed, beside the raw body.
         if media_type == "multipart/form-data":
@@ -418,7 +418,7 @@ class Sieve:
                         return {}
                     found = [json_pass.entries[i] for i in hits]
                 else:
-                    found = self._run(body.translate(_JSON_SYNTAX_STOOD_IN), None, finished=True)
+                    found = self._run(body.translate(_JSON_SYNTAX_STOOD_IN), finished=True)
                 if JSON_JUNK_ENTRY not in found:
                     return {entry: [] for entry in found}
             else:
@@ -427,9 +427,8 @@ class Sieve:
                     # It lexes: each value is in the stood-in text, or a string with escapes,
                     # decoded here (no parse of the whole document).
                     if escaped:
-                        extra = self._escaped_strings(body)
-                        if extra is None:
-                            extra = self._parsed(view)
+                        decoded = self._escaped_strings(body)
+                        extra = self._parsed(view) if decoded is None else [decoded]
                     body = stood_in
                 else:
                     # Bytes RE2 cannot read, or it does not lex: the parser tells how the rules
@@ -442,7 +441,7 @@ class Sieve:
             # Entities, character references and CDATA make XML values differ from the raw
             # text; parsing is what finds them, so the parsed values are always scanned too.
             extra = self._parsed(view)
-        return self._flag(self._run(body, extra))
+        return self._flag(self._run(body, extra, view=view))
 
     @staticmethod
     def _flag(found: list[SieveEntry]) -> Flagged:
@@ -461,11 +460,19 @@ class Sieve:
             decoded.append(json.loads(m.group()))
         return self.separator.decode().join(decoded)
 
-    def _run(self, text: bytes, extra: str | None, *, finished: bool = False) -> list[SieveEntry]:
-        """The entries the passes flag in `text` (with `extra`); `finished`: the text is known
-        to need no copies appended (see _finish), so it is not looked through again."""
+    def _run(
+        self,
+        text: bytes,
+        extra: Sequence[str] = (),
+        *,
+        finished: bool = False,
+        view: RequestView | None = None,
+    ) -> list[SieveEntry]:
+        """The entries the passes flag in `text` (with the texts of `extra`); `finished`: the
+        text is known to need no copies appended (see _finish), so it is not looked through
+        again. `view`: the request whose body `text` is (see _finish)."""
         if not finished:
-            text = self._finish(text, extra)
+            text = self._finish(text, extra, view)
         flagged: list[SieveEntry] = []
         for sieve_pass in self.passes:
             subject = text
@@ -489,20 +496,20 @@ class Sieve:
 
     # -- the text ---------------------------------------------------------------------------
 
-    def _parsed(self, view: RequestView) -> str:
-        sep = self.separator.decode()
-        return sep.join(value for unit in _BODY_UNITS for _, value in view.target_items(unit))
+    def _parsed(self, view: RequestView) -> list[str]:
+        return view.target_texts(_BODY_UNITS, self.separator.decode())
 
-    def _finish(self, text: bytes, extra: str | None) -> bytes:
-        """The raw text, plus its url-decoded, lowercased and transformed copies as needed."""
-        if extra is None and text.isascii() and PERCENT not in text:
+    def _finish(self, text: bytes, extra: Sequence[str], view: RequestView | None) -> bytes:
+        """The raw text and the texts of `extra`, plus their url-decoded, lowercased and
+        transformed copies as needed. A body's (`view` given) are url-decoded through the
+        view, which shares the work with the body groups' own scans."""
+        if not extra and text.isascii() and PERCENT not in text:
             return text
         sep = self.separator.decode()
-        s = text.decode("utf-8", "replace")
-        if extra is not None:
-            s = s + sep + extra
+        texts = [text.decode("utf-8", "replace"), *extra]
+        s = sep.join(texts)
         if "%" in s:
-            s = s + sep + url_decode(s)
+            s = s + sep + (url_decode(s) if view is None else view.url_decoded(texts, sep))
         if self.folds and not s.isascii():
             s = s + sep + s.lower()
         return s.encode("utf-8", "replace")
