@@ -603,3 +603,27 @@ def test_a_long_form_body_is_url_decoded_once_for_the_sieve_and_the_groups(
     # One round over the raw body (the parsed value holds no escape left); before, one over
     # the sieve's join and one over the group's.
     assert [n for n in rounds if n >= len(value)] == [len("field=") + len(value)]
+
+
+def test_a_long_query_is_url_decoded_once_by_the_head_sieve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The head sieve scans the new parts joined, then, as something matched, the URI alone:
+    # its decoding is done once (RequestView.url_decoded).
+    engine = Engine(load_rules(None))
+    from wafmw import transforms
+
+    rounds: list[str] = []
+    decode_round = transforms._url_decode_round
+
+    def counting(text: str) -> str:
+        rounds.append(text)
+        return decode_round(text)
+
+    monkeypatch.setattr(transforms, "_url_decode_round", counting)
+    query = "q=" + "%252525" * 1200  # 8.4 KB, three rounds of escapes
+    uri = "/search?" + query
+    assert matched(engine, uri) == []  # an encoding nested thrice is no attack by itself
+    # The URI's first round, once, over the URI alone: not over the join of the new parts,
+    # nor again for the URI's own scan.
+    assert [len(t) for t in rounds if uri[:40] in t] == [len(uri)]

@@ -25,8 +25,8 @@ _DEFAULT_BODY_LIMITS = BodyLimits()
 
 
 # From this length on, each step of a value's transform chain is remembered (see transformed),
-# and a join is url-decoded text by text (see url_decoded).
-_STEPWISE_MIN_CHARS = 1024
+# and a text of a join is url-decoded on its own (see url_decoded).
+LONG_TEXT_CHARS = 1024
 URL_DECODE = ("url_decode",)
 
 # Media types by raw Content-Type value (see RequestView.media_type); bounded in entries and
@@ -411,11 +411,25 @@ class RequestView:
         which no escape spans: the decoding of the join is the join of the decodings. A long
         join is decoded text by text, each text once per request (see transformed) whichever
         join it is part of: the body's sieve and its groups' scans join the same texts (the
-        raw body, the parsed values) in other orders, and decoding 8 KB of escapes in each
-        cost a third of such a request (see benchmarks/hostile.py)."""
-        if sum(map(len, texts)) < _STEPWISE_MIN_CHARS:
+        raw body, the parsed values) in other orders, the head's sieve scans a URI alone
+        after its join with the other new parts, and decoding 8 KB of escapes each time cost
+        a third of such a request (see benchmarks/hostile.py). Short texts are decoded
+        together, as they were joined."""
+        if sum(map(len, texts)) < LONG_TEXT_CHARS:
             return url_decode(separator.join(texts))
-        return separator.join([self.transformed(text, URL_DECODE) for text in texts])
+        decoded: list[str] = []
+        short: list[str] = []  # a run of short texts, decoded together (no memory's cost)
+        for text in texts:
+            if len(text) < LONG_TEXT_CHARS:
+                short.append(text)
+                continue
+            if short:
+                decoded.append(url_decode(separator.join(short)))
+                short = []
+            decoded.append(self.transformed(text, URL_DECODE))
+        if short:
+            decoded.append(url_decode(separator.join(short)))
+        return separator.join(decoded)
 
     def _all_header_values(self, separator: str) -> str:
         # From the decoded pairs, which the by-name index of named header targets reuses:
@@ -430,7 +444,7 @@ class RequestView:
         out = self._cache.get(key)
         if out is None:
             out = value
-            if len(value) >= _STEPWISE_MIN_CHARS:
+            if len(value) >= LONG_TEXT_CHARS:
                 # On a long value each step costs more than remembering it, and chains meet
                 # the same text at the same step: those that begin alike (url_decode,
                 # html_entity_decode...), and those whose first step changed nothing (a

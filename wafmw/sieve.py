@@ -43,7 +43,7 @@ from .patterns import (
     as_if_stood_in,
     re2_options,
 )
-from .request import RequestView
+from .request import LONG_TEXT_CHARS, RequestView
 from .transforms import (
     BACKSLASH,
     JOIN_CHARACTERS,
@@ -355,17 +355,17 @@ class Sieve:
                 pieces.append(keys[i])
             else:
                 pieces.extend(keys[i])
-        if not self._run(self.separator.join(pieces), extra if uri in fresh else ()):
+        if not self._run(pieces, extra if uri in fresh else (), view=view):
             for i in fresh:
                 known[i] = ()
         else:
             # Something matched: scan part by part, to know which.
             for i in fresh:
                 if i < _FIRST_HEADER_KEY:
-                    known[i] = tuple(self._run(keys[i], extra if i == uri else ()))
+                    known[i] = tuple(self._run((keys[i],), extra if i == uri else (), view=view))
                 else:
                     name, value = keys[i]
-                    pair = (tuple(self._run(name)), tuple(self._run(value)))
+                    pair = (tuple(self._run((name,))), tuple(self._run((value,))))
                     known[i] = pair if pair[0] or pair[1] else ()
         seen = self.parts_seen
         if len(seen) + len(fresh) > PART_MEMORY:
@@ -418,7 +418,7 @@ class Sieve:
                         return {}
                     found = [json_pass.entries[i] for i in hits]
                 else:
-                    found = self._run(body.translate(_JSON_SYNTAX_STOOD_IN), finished=True)
+                    found = self._run((body.translate(_JSON_SYNTAX_STOOD_IN),), finished=True)
                 if JSON_JUNK_ENTRY not in found:
                     return {entry: [] for entry in found}
             else:
@@ -441,7 +441,7 @@ class Sieve:
             # Entities, character references and CDATA make XML values differ from the raw
             # text; parsing is what finds them, so the parsed values are always scanned too.
             extra = self._parsed(view)
-        return self._flag(self._run(body, extra, view=view))
+        return self._flag(self._run((body,), extra, view=view))
 
     @staticmethod
     def _flag(found: list[SieveEntry]) -> Flagged:
@@ -462,17 +462,16 @@ class Sieve:
 
     def _run(
         self,
-        text: bytes,
+        pieces: Sequence[bytes],
         extra: Sequence[str] = (),
         *,
         finished: bool = False,
         view: RequestView | None = None,
     ) -> list[SieveEntry]:
-        """The entries the passes flag in `text` (with the texts of `extra`); `finished`: the
-        text is known to need no copies appended (see _finish), so it is not looked through
-        again. `view`: the request whose body `text` is (see _finish)."""
-        if not finished:
-            text = self._finish(text, extra, view)
+        """The entries the passes flag in the pieces joined (with the texts of `extra`);
+        `finished`: the text is known to need no copies appended (see _finish), so it is not
+        looked through again. `view`: the request the pieces come from (see _finish)."""
+        text = self.separator.join(pieces) if finished else self._finish(pieces, extra, view)
         flagged: list[SieveEntry] = []
         for sieve_pass in self.passes:
             subject = text
@@ -499,17 +498,29 @@ class Sieve:
     def _parsed(self, view: RequestView) -> list[str]:
         return view.target_texts(_BODY_UNITS, self.separator.decode())
 
-    def _finish(self, text: bytes, extra: Sequence[str], view: RequestView | None) -> bytes:
-        """The raw text and the texts of `extra`, plus their url-decoded, lowercased and
-        transformed copies as needed. A body's (`view` given) are url-decoded through the
-        view, which shares the work with the body groups' own scans."""
+    def _finish(
+        self, pieces: Sequence[bytes], extra: Sequence[str], view: RequestView | None
+    ) -> bytes:
+        """The pieces joined and the texts of `extra`, plus their url-decoded, lowercased and
+        transformed copies as needed. With the request's view, a long text is url-decoded
+        piece by piece through it (RequestView.url_decoded): the head's sieve may scan a URI
+        twice (in the join of the new parts, then alone) and the body groups' scans decode
+        the body's texts too."""
+        text = pieces[0] if len(pieces) == 1 else self.separator.join(pieces)
         if not extra and text.isascii() and PERCENT not in text:
             return text
         sep = self.separator.decode()
-        texts = [text.decode("utf-8", "replace"), *extra]
-        s = sep.join(texts)
+        s = text.decode("utf-8", "replace")
+        if extra:
+            s = sep.join([s, *extra])
         if "%" in s:
-            s = s + sep + (url_decode(s) if view is None else view.url_decoded(texts, sep))
+            if view is None or len(s) < LONG_TEXT_CHARS:
+                decoded = url_decode(s)
+            else:
+                # The separator is ASCII: the pieces decode to the pieces of the whole.
+                texts = [piece.decode("utf-8", "replace") for piece in pieces]
+                decoded = view.url_decoded([*texts, *extra], sep)
+            s = s + sep + decoded
         if self.folds and not s.isascii():
             s = s + sep + s.lower()
         return s.encode("utf-8", "replace")
