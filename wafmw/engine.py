@@ -48,7 +48,14 @@ from .patterns import (
     tolerating,
     tolerating_cmdline,
 )
-from .request import SEPARATOR, URL_DECODE, RequestView, decode_header_value, may_have_body
+from .request import (
+    LONG_TEXT_CHARS,
+    SEPARATOR,
+    URL_DECODE,
+    RequestView,
+    decode_header_value,
+    may_have_body,
+)
 from .sieve import (
     BODY_KINDS,
     FIRST_HEADER_PART,
@@ -786,19 +793,18 @@ class Engine:
 
     @staticmethod
     def _scan_text(group: ChainGroup, units: tuple[Target, ...], view: RequestView) -> list[int]:
+        chain = group.on_joined
         if group.per_value:
             joined = group.separator.join(
                 view.transformed(value, group.per_value)
                 for unit in units
                 for _, value in view.target_items(unit)
             )
-            chain = group.on_joined
         else:
             joined = view.joined(units, group.separator)
-            chain = group.on_joined
-            if chain[:1] == URL_DECODE and "%" in joined:
-                # Decoded target by target, as the body sieve decodes the same texts: the
-                # view decodes each once (see RequestView.url_decoded).
+            if chain[:1] == URL_DECODE and len(joined) >= LONG_TEXT_CHARS and "%" in joined:
+                # Decoded target by target, as the sieve decodes the same texts: the view
+                # decodes each long one once (see RequestView.url_decoded).
                 texts = view.target_texts(units, group.separator)
                 joined = view.url_decoded(texts, group.separator)
                 chain = chain[1:]
