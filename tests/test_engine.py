@@ -11,6 +11,7 @@ import pytest
 
 from wafmw import detectors, load_rules
 from wafmw import engine as engine_module
+from wafmw import transforms as transforms_module
 from wafmw.casetest import case_scope
 from wafmw.decision import Match
 from wafmw.doorkeeper import Doorkeeper
@@ -580,50 +581,40 @@ def test_an_overrun_carries_the_matches_found_before_it(write_rules: Callable[..
         assert [m.rule_id for m in overrun.value.matches] == found
 
 
-def test_a_long_form_body_is_url_decoded_once_for_the_sieve_and_the_groups(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The body sieve and the body groups' own scans join the raw body and the parsed values
-    # in other orders; the decoding of the raw body is shared (RequestView.url_decoded).
-    engine = Engine(load_rules(None))
-    from wafmw import transforms
-
-    rounds: list[int] = []
-    decode_round = transforms._url_decode_round
-
-    def counting(text: str) -> str:
-        rounds.append(len(text))
-        return decode_round(text)
-
-    monkeypatch.setattr(transforms, "_url_decode_round", counting)
-    value = "%2F..%2F..%5C" * 600  # 7.8 KB of escapes: "/../..\" once decoded
-    case = Case("POST", "/submit", (), f"field={value}")
-    found = matched(engine, "/submit", method="POST", body=case.body)
-    assert 930100 in found  # the traversal is still found
-    # One round over the raw body (the parsed value holds no escape left); before, one over
-    # the sieve's join and one over the group's.
-    assert [n for n in rounds if n >= len(value)] == [len("field=") + len(value)]
-
-
-def test_a_long_query_is_url_decoded_once_by_the_head_sieve(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The head sieve scans the new parts joined, then, as something matched, the URI alone:
-    # its decoding is done once (RequestView.url_decoded).
-    engine = Engine(load_rules(None))
-    from wafmw import transforms
-
+@pytest.fixture
+def decode_rounds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts url_decode's rounds are run on, from here on."""
     rounds: list[str] = []
-    decode_round = transforms._url_decode_round
+    decode_round = transforms_module._url_decode_round
 
     def counting(text: str) -> str:
         rounds.append(text)
         return decode_round(text)
 
-    monkeypatch.setattr(transforms, "_url_decode_round", counting)
-    query = "q=" + "%252525" * 1200  # 8.4 KB, three rounds of escapes
-    uri = "/search?" + query
+    monkeypatch.setattr(transforms_module, "_url_decode_round", counting)
+    return rounds
+
+
+def test_a_long_form_body_is_url_decoded_once_for_the_sieve_and_the_groups(
+    decode_rounds: list[str],
+) -> None:
+    # The body sieve and the body groups' own scans join the raw body and the parsed values
+    # in other orders; the decoding of the raw body is shared (RequestView.url_decoded).
+    engine = Engine(load_rules(None))
+    value = "%2F..%2F..%5C" * 600  # 7.8 KB of escapes: "/../..\" once decoded
+    found = matched(engine, "/submit", method="POST", body=f"field={value}")
+    assert 930100 in found  # the traversal is still found
+    # One round over the raw body (the parsed value holds no escape left); before, one over
+    # the sieve's join and one over the group's.
+    assert [len(t) for t in decode_rounds if len(t) >= len(value)] == [len("field=" + value)]
+
+
+def test_a_long_query_is_url_decoded_once_by_the_head_sieve(decode_rounds: list[str]) -> None:
+    # The head sieve scans the new parts joined, then, as something matched, the URI alone:
+    # its decoding is done once (RequestView.url_decoded).
+    engine = Engine(load_rules(None))
+    uri = "/search?q=" + "%252525" * 1200  # 8.4 KB, three rounds of escapes
     assert matched(engine, uri) == []  # an encoding nested thrice is no attack by itself
     # The URI's first round, once, over the URI alone: not over the join of the new parts,
     # nor again for the URI's own scan.
-    assert [len(t) for t in rounds if uri[:40] in t] == [len(uri)]
+    assert [len(t) for t in decode_rounds if uri[:40] in t] == [len(uri)]
