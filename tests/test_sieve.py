@@ -840,6 +840,54 @@ def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
     assert ways == ["probed"] * patterns._WARY_SCANS
 
 
+def test_a_scan_at_a_few_microseconds_a_byte_makes_the_scanner_wary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Random text costs a small set (a head group's) 4-5 µs a byte while new: such a scan
+    too makes the scanner probe its next texts, so that each new random text does not pay
+    it whole again. English prose new to a set costs 1-2 µs a byte, and does not."""
+    import wafmw.patterns as patterns
+
+    scanner, clock, ways = _timed_scanner(monkeypatch)
+    text = ("a=1&" * 200 + "q=<script>").encode()
+    assert patterns.WARY_MIN_BYTES <= len(text) < patterns.PROBE_MIN_BYTES
+    clock.tick = 2_000 * len(text)  # each scan 2 µs a byte: never wary, never probed
+    for _ in range(3):
+        assert scanner.match(text) == [1]
+    assert ways == []
+    clock.tick = 4_000 * len(text)  # 4 µs a byte: found at that cost, then wary
+    assert scanner.match(text) == [1] and ways == []
+    assert scanner.match(text) == [1] and ways == ["probed", "one by one"]
+
+
+def test_a_probe_of_random_text_ends_within_its_first_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first window is looked at in growing pieces, each timed against the probes' bound:
+    text that costs a new state a byte is told before the whole window is scanned."""
+    import wafmw.patterns as patterns
+
+    scanner, clock, ways = _timed_scanner(monkeypatch)
+    looked: list[int] = []
+    match = scanner.Match
+    monkeypatch.setattr(
+        scanner, "Match", lambda window: looked.append(len(window)) or match(window)
+    )
+    text = ("a=1&" * 2000 + "q=<script>").encode()
+    clock.tick = patterns._COLD_PROBE_NS // 2 + 1  # each look: half the bound and more
+    assert scanner.match(text) == [1] and ways == ["probed", "one by one"]
+    assert looked == list(patterns._FIRST_LOOKS)  # stopped at the second look
+    assert max(looked) < patterns._PROBE_BYTES
+    looked.clear()
+    clock.tick = 10  # known text: every look, then the three windows, then the whole text
+    assert scanner.match(text) == [1]
+    assert looked == [
+        *patterns._FIRST_LOOKS,
+        *[patterns._PROBE_BYTES] * patterns._PROBES,
+        len(text),
+    ]
+
+
 def test_a_pattern_too_large_for_a_single_patterns_memory_is_still_searched_alone() -> None:
     """A user's word list can compile in a set's memory bound but not in the lower one of a
     pattern searched alone: it is then compiled with the set's."""

@@ -98,6 +98,10 @@ PROBE_MIN_BYTES = 4096
 _PROBES = 3
 _PROBE_BYTES = 128
 _COLD_PROBE_NS = 400_000
+# How many of the first window's bytes are looked at first (see Scanner.knows): random
+# printable text costs a sieve's set 8-16 µs a byte while new, so it runs past the bound
+# within them, where a whole window cost 1-2 ms.
+_FIRST_LOOKS = (32, 64)
 # Where a window begins: just after one of these (what bounds values in the sieve's texts,
 # a form's "+" for a space among them), or at a "%" escape, so that the window's start reads
 # as the text does there, not as a start of text. A window that begins mid-token meets states
@@ -110,10 +114,13 @@ _WINDOW_START = re.compile(rb"[\x00-\x20\x7f=&;?\",:\[{}\]+]|(?=%)")
 # it saves; but one that took longer than this per byte makes the scanner wary: for its next
 # _WARY_SCANS texts of WARY_MIN_BYTES or more, it probes them first, as a long one. Random
 # text costs the head sieve's set tens of µs a byte (printable: 26 ms for a 1 KB query in
-# all); English prose about 1-2 µs while the set is new to it, and the set learns faster by
-# reading it whole (a fresh process's first 300 pieces of 1 KB cost 1.4 ms each unprobed,
-# 2.4 ms probed at a lower bound); text it knows, 1.5 ns.
-_COLD_SCAN_NS_PER_BYTE = 5_000
+# all), a head group's set 4.3-4.7 µs (a 1.3 KB query's in 5.5-6.2 ms: under a bound of 5 µs
+# it never grew wary, and each new random query paid that whole); English prose about 1-2
+# µs while the set is new to it, and the set learns faster by reading it whole (a fresh
+# process's first 300 pieces of 1 KB cost 1.4 ms each unprobed, 2.4 ms probed at a lower
+# bound; 2.26-2.29 ms each at this bound and at 5 µs alike, on a later machine); text it
+# knows, 1.5 ns.
+_COLD_SCAN_NS_PER_BYTE = 3_000
 WARY_MIN_BYTES = 512
 _WARY_SCANS = 64
 # Each pattern searched alone keeps its own automaton: its memory is bounded lower than a
@@ -187,11 +194,20 @@ class Scanner:
         search = _WINDOW_START.search
         clock = time.perf_counter_ns
         began = clock()
-        for _ in range(_PROBES):
+        for probe in range(_PROBES):
             at = int(_random() * span)
             start = search(text, at, at + _PROBE_BYTES)
             if start is not None:
                 at = start.end()
+            if not probe:
+                # The first window's first bytes first, timed against the same bound: random
+                # text, which needs a new state at almost every byte, runs past it within
+                # them, where a whole window cost 1-2 ms. Each longer look goes on from the
+                # states the shorter one built; on known text they cost a call each.
+                for size in _FIRST_LOOKS:
+                    match(window[at : at + size])
+                    if clock() - began > _COLD_PROBE_NS:
+                        return False
             match(window[at : at + _PROBE_BYTES])
             if clock() - began > _COLD_PROBE_NS:
                 return False
