@@ -131,6 +131,36 @@ def test_browser_traffic_is_decided_by_the_sieve_alone() -> None:
     assert engine.head_sieve.scan_head(view) == {}
 
 
+LOWER_RULE = """
+    filters:
+      - id: 1
+        msg: a word as Python lowercases it, which RE2's case folding does not reach
+        targets: [args, body]
+        transforms: [url_decode, lowercase]
+        regex: 'i\u0307nject'
+        action: block
+"""
+
+
+def test_text_that_is_not_ascii_is_scanned_lowercased_and_ascii_beside_it_is_not() -> None:
+    """ "İ" lowercases to "i" and a combining dot, which no case-insensitive pattern matches
+    in "İ": the sieve scans such text lowercased too, but not the ASCII text beside it,
+    which the case-insensitive patterns read as lower() does."""
+    sieved, plain = _pair(load_rules_text(LOWER_RULE))
+    value = quote("\u0130nject")
+    form = f"q={value}&p={'A' * 3000}".encode()
+    for scope, body in [
+        (http_scope(f"/a?{form.decode()}"), b""),
+        (post_scope("/a", form, "application/x-www-form-urlencoded"), form),
+    ]:
+        assert _matches(sieved, scope, body) == _matches(plain, scope, body) != []
+    sieve = sieved.head_sieve
+    assert sieve is not None
+    text = sieve._finish((b"ASCII PART",), ["\u00c9t\u00c9"], None)
+    sep = sieve.separator
+    assert text == sep.join([b"ASCII PART", "\u00c9t\u00c9".encode(), "\u00e9t\u00e9".encode()])
+
+
 def test_a_value_found_clean_under_one_header_is_checked_under_another() -> None:
     rules = load_rules_text(
         """

@@ -7,9 +7,9 @@ values:
 
 - anchors also match at the characters that bound a value in the text (the joining
   character, "=", "&", ";", a quote…): a value's start and end are not the text's any more;
-- patterns of chains that fold case (`lowercase`, `cmdline`) run case-insensitively; for text
-  that is not ASCII, the lowercased text is scanned too, since Python's and RE2's case rules
-  differ outside ASCII;
+- patterns of chains that fold case (`lowercase`, `cmdline`) run case-insensitively; the
+  parts of the text that are not ASCII are scanned lowercased too, since Python's and RE2's
+  case rules differ outside ASCII;
 - `url_decode` is applied to the text itself when it holds a "%", and the decoded text is
   scanned beside the raw one (it is local: decoding the joined text decodes each value);
 - every other transform has a *trigger*, a pattern that matches wherever that transform could
@@ -267,7 +267,7 @@ Flagged = dict[SieveEntry, list[int]]
 class Sieve:
     passes: tuple[SievePass, ...]
     separator: bytes
-    # Whether some group folds case (then non-ASCII text is also scanned lowercased).
+    # Whether some group folds case (then text that is not ASCII is scanned lowercased too).
     folds: bool
     # Groups the sieve cannot speak for (a pattern it could not take): always scanned.
     unsieved: frozenset[int] = field(default_factory=frozenset)
@@ -510,9 +510,8 @@ class Sieve:
         if not extra and text.isascii() and PERCENT not in text:
             return text
         sep = self.separator.decode()
-        s = text.decode("utf-8", "replace")
-        if extra:
-            s = sep.join([s, *extra])
+        parts = [text.decode("utf-8", "replace"), *extra]
+        s = sep.join(parts)
         if "%" in s:
             if view is None or len(s) < LONG_TEXT_CHARS:
                 decoded = url_decode(s)
@@ -520,10 +519,13 @@ class Sieve:
                 # The separator is ASCII: the pieces decode to the pieces of the whole.
                 texts = [piece.decode("utf-8", "replace") for piece in pieces]
                 decoded = view.url_decoded([*texts, *extra], sep)
-            s = s + sep + decoded
-        if self.folds and not s.isascii():
-            s = s + sep + s.lower()
-        return s.encode("utf-8", "replace")
+            parts.append(decoded)
+        if self.folds:
+            # The parts that are not ASCII, lowercased: the case-insensitive patterns read
+            # ASCII's case as lower() does. A part of ASCII beside one that is not (the raw
+            # body beside its url-decoded copy, random text's escapes decoded) is not copied.
+            parts += [part.lower() for part in parts if not part.isascii()]
+        return sep.join(parts).encode("utf-8", "replace")
 
 
 # A JSON string holding at least one escape (see Sieve._escaped_strings), and how many of
