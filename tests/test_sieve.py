@@ -161,6 +161,14 @@ def test_text_that_is_not_ascii_is_scanned_lowercased_and_ascii_beside_it_is_not
     assert text == sep.join([b"ASCII PART", "\u00c9t\u00c9".encode(), "\u00e9t\u00e9".encode()])
 
 
+def test_the_sieve_text_carries_a_url_decoded_copy_only_when_decoding_changes_it() -> None:
+    sieve = Engine(load_rules([RULES])).head_sieve
+    assert sieve is not None
+    sep = sieve.separator
+    assert sieve._finish((b"100% sure",), ["50%"], None) == sep.join([b"100% sure", b"50%"])
+    assert sieve._finish((b"a%41",), [], None) == sep.join([b"a%41", b"aA"])
+
+
 def test_a_value_found_clean_under_one_header_is_checked_under_another() -> None:
     rules = load_rules_text(
         """

@@ -519,7 +519,8 @@ class Sieve:
                 # The separator is ASCII: the pieces decode to the pieces of the whole.
                 texts = [piece.decode("utf-8", "replace") for piece in pieces]
                 decoded = view.url_decoded([*texts, *extra], sep)
-            parts.append(decoded)
+            if decoded != s:  # a "%" that begins no escape ("100%", random text): no copy
+                parts.append(decoded)
         if self.folds:
             # The parts that are not ASCII, lowercased: the case-insensitive patterns read
             # ASCII's case as lower() does. A part of ASCII beside one that is not (the raw
