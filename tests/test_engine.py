@@ -613,8 +613,8 @@ def test_a_long_query_is_url_decoded_once_by_the_head_sieve(decode_rounds: list[
     # The head sieve scans the new parts joined, then, as something matched, the URI alone:
     # its decoding is done once (RequestView.url_decoded).
     engine = Engine(load_rules(None))
-    uri = "/search?q=" + "%252525" * 1200  # 8.4 KB, three rounds of escapes
-    assert matched(engine, uri) == []  # an encoding nested thrice is no attack by itself
-    # The URI's first round, once, over the URI alone: not over the join of the new parts,
-    # nor again for the URI's own scan.
-    assert [len(t) for t in decode_rounds if uri[:40] in t] == [len(uri)]
+    query = "q=" + "%252525" * 1200  # 8.4 KB, three rounds of escapes
+    assert matched(engine, "/search?" + query) == []  # nested thrice is no attack by itself
+    # The query's first round, once, over the query alone (the URI's query is a text of its
+    # own): not over the join of the new parts, nor again for the URI's own scan.
+    assert [len(t) for t in decode_rounds if query[:40] in t] == [len(query)]

@@ -48,9 +48,23 @@ def test_target_texts_join_to_the_joined_targets() -> None:
 
 def test_url_decoded_is_url_decode_of_the_join_whatever_the_order_and_length() -> None:
     rng = random.Random(9)
-    # Escapes whole and cut, %u escapes, nested ones, join characters inside a text, and
-    # texts long enough to be decoded text by text.
-    fragments = ["%2F", "%2", "%", "%u0041", "%25", "%2541", "\\", "a", "\x01", "%c0%af", "é", "1"]
+    # Escapes whole and cut, %u escapes, nested ones, join characters inside a text, a "?"
+    # (a URI's query is decoded on its own), and texts long enough to be decoded text by text.
+    fragments = [
+        "%2F",
+        "%2",
+        "%",
+        "%u0041",
+        "%25",
+        "%2541",
+        "\\",
+        "a",
+        "\x01",
+        "%c0%af",
+        "é",
+        "1",
+        "?",
+    ]
     for _ in range(300):
         texts = [
             "".join(rng.choice(fragments) for _ in range(rng.choice((3, 40, 700))))

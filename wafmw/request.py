@@ -412,9 +412,9 @@ class RequestView:
         join is decoded text by text, each text once per request (see transformed) whichever
         join it is part of: the body's sieve and its groups' scans join the same texts (the
         raw body, the parsed values) in other orders, the head's sieve scans a URI alone
-        after its join with the other new parts, and decoding 8 KB of escapes each time cost
-        a third of such a request (see benchmarks/hostile.py). Short texts are decoded
-        together, as they were joined."""
+        after its join with the other new parts (and the groups' scans read its query), and
+        decoding 8 KB of escapes each time cost a third of such a request (see
+        benchmarks/hostile.py). Short texts are decoded together, as they were joined."""
         if sum(map(len, texts)) < LONG_TEXT_CHARS:
             return url_decode(separator.join(texts))
         decoded: list[str] = []
@@ -426,7 +426,13 @@ class RequestView:
             if short:
                 decoded.append(url_decode(separator.join(short)))
                 short = []
-            decoded.append(self.transformed(text, URL_DECODE))
+            path, mark, query = text.partition("?")
+            if mark and len(query) >= LONG_TEXT_CHARS:
+                # A URI: its query decoded as a text of its own, as the `query` target's
+                # scans read it ("?" is no part of an escape either).
+                decoded.append(url_decode(path + mark) + self.transformed(query, URL_DECODE))
+            else:
+                decoded.append(self.transformed(text, URL_DECODE))
         if short:
             decoded.append(url_decode(separator.join(short)))
         return separator.join(decoded)
