@@ -143,9 +143,9 @@ LOWER_RULE = """
 
 
 def test_text_that_is_not_ascii_is_scanned_lowercased_and_ascii_beside_it_is_not() -> None:
-    """ "İ" lowercases to "i" and a combining dot, which no case-insensitive pattern matches
-    in "İ": the sieve scans such text lowercased too, but not the ASCII text beside it,
-    which the case-insensitive patterns read as lower() does."""
+    """The letter "İ" lowercases to "i" and a combining dot, which no case-insensitive
+    pattern matches in "İ": the sieve scans such text lowercased too, but not the ASCII text
+    beside it, which the case-insensitive patterns read as lower() does."""
     sieved, plain = _pair(load_rules_text(LOWER_RULE))
     value = quote("\u0130nject")
     form = f"q={value}&p={'A' * 3000}".encode()
