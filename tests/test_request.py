@@ -33,6 +33,7 @@ def _view(query: str, body: str, headers: tuple[tuple[str, str], ...] = ()) -> R
 
 
 def test_target_texts_join_to_the_joined_targets() -> None:
+    """Joined text by text, or value by value: the same text (empty values included)."""
     rng = random.Random(5)
     views = [
         _view("a=1&b=%41&b=2", "x=%2F..&y=&z=w", (("x-note", "n1"), ("cookie", "c=d; e=f"))),
@@ -43,7 +44,8 @@ def test_target_texts_join_to_the_joined_targets() -> None:
         for _ in range(200):
             units = tuple(rng.sample(UNITS, rng.randrange(1, len(UNITS))))
             sep = rng.choice(JOIN_CHARACTERS)
-            assert sep.join(view.target_texts(units, sep)) == view.joined(units, sep), units
+            flat = sep.join(value for unit in units for _, value in view.target_items(unit))
+            assert sep.join(view.target_texts(units, sep)) == view.joined(units, sep) == flat
 
 
 def test_url_decoded_is_url_decode_of_the_join_whatever_the_order_and_length() -> None:

@@ -617,6 +617,7 @@ class Engine:
             found = view.memo.get(self._body_flags) if again else None
             if found is None:
                 found = sieve.scan_body(view, media_type)
+            # _has_files, with the media type at hand.
             if not found and not (sieve.files_direct and media_type == "multipart/form-data"):
                 if time.perf_counter() > deadline:
                     view.memo[self._body_flags] = found

@@ -217,8 +217,8 @@ class WAFMiddleware:
                     scope["wafmw.decision"] = decision
                     self._log(engine, decision, view, started, request_id(view), logging.INFO)
         # -- the app: a request let through, or one the WAF failed open on --
-        # Called here, in this coroutine, rather than from one of its own: that coroutine
-        # more cost 1.1k instructions a GET, 1.4k a 2 KB POST.
+        # Called here, in this coroutine, rather than from one of its own: that one more
+        # coroutine cost 1.1k instructions a GET, 1.4k a 2 KB POST.
         if consumed:
             receive = _replaying(consumed, receive)
         if not guards.observes:

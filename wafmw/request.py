@@ -20,7 +20,6 @@ Pairs = tuple[tuple[str, str], ...]
 # for newlines and would match at every join. A control character is rare in real values and not
 # whitespace, so `\s`-based patterns cannot reach across a join.
 SEPARATOR = "\x00"
-_ALL_HEADERS = Target("headers")
 _DEFAULT_BODY_LIMITS = BodyLimits()
 
 
@@ -383,26 +382,17 @@ class RequestView:
         key = ("joined", targets, separator)
         text = self._cache.get(key)
         if text is None:
-            parts: list[str] = []
-            for target in targets:
-                if target == _ALL_HEADERS:
-                    if self.scope.get("headers"):
-                        parts.append(self._all_header_values(separator))
-                else:
-                    parts.extend(value for _, value in self.target_items(target))
-            text = separator.join(parts)
-            self._cache[key] = text
+            text = self._cache[key] = separator.join(self.target_texts(targets, separator))
         return text
 
     def target_texts(self, targets: tuple[Target, ...], separator: str) -> list[str]:
         """The values of each target joined by `separator`, a text per target that has any:
-        joined by `separator` in turn, they are joined(targets, separator)."""
+        joined by `separator` in turn, they are joined(targets, separator). Header values
+        come from the decoded pairs, which the by-name index of named header targets reuses:
+        each is decoded once per request."""
         texts: list[str] = []
         for target in targets:
-            if target == _ALL_HEADERS:
-                if self.scope.get("headers"):
-                    texts.append(self._all_header_values(separator))
-            elif items := self.target_items(target):
+            if items := self.target_items(target):
                 texts.append(separator.join([value for _, value in items]))
         return texts
 
@@ -436,11 +426,6 @@ class RequestView:
         if short:
             decoded.append(url_decode(separator.join(short)))
         return separator.join(decoded)
-
-    def _all_header_values(self, separator: str) -> str:
-        # From the decoded pairs, which the by-name index of named header targets reuses:
-        # each header value is decoded once per request.
-        return separator.join(value for _, value in self.headers)
 
     def transformed(self, value: str, chain: tuple[str, ...]) -> str:
         """`value` after the transform chain, computed once per request."""

@@ -510,14 +510,18 @@ class Sieve:
         if not extra and text.isascii() and PERCENT not in text:
             return text
         sep = self.separator.decode()
-        parts = [text.decode("utf-8", "replace"), *extra]
+        if view is None or len(pieces) == 1 or len(text) < LONG_TEXT_CHARS or PERCENT not in text:
+            texts = [text.decode("utf-8", "replace")]
+        else:
+            # Piece by piece, for the view to url-decode each (the separator is ASCII: the
+            # pieces decode to the pieces of the whole), each decoded once.
+            texts = [piece.decode("utf-8", "replace") for piece in pieces]
+        parts = [sep.join(texts), *extra]
         s = sep.join(parts)
         if "%" in s:
             if view is None or len(s) < LONG_TEXT_CHARS:
                 decoded = url_decode(s)
             else:
-                # The separator is ASCII: the pieces decode to the pieces of the whole.
-                texts = [piece.decode("utf-8", "replace") for piece in pieces]
                 decoded = view.url_decoded([*texts, *extra], sep)
             if decoded != s:  # a "%" that begins no escape ("100%", random text): no copy
                 parts.append(decoded)
