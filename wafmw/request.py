@@ -385,15 +385,19 @@ class RequestView:
             text = self._cache[key] = separator.join(self.target_texts(targets, separator))
         return text
 
-    def target_texts(self, targets: tuple[Target, ...], separator: str) -> list[str]:
+    def target_texts(self, targets: tuple[Target, ...], separator: str) -> tuple[str, ...]:
         """The values of each target joined by `separator`, a text per target that has any:
-        joined by `separator` in turn, they are joined(targets, separator). Header values
-        come from the decoded pairs, which the by-name index of named header targets reuses:
-        each is decoded once per request."""
-        texts: list[str] = []
-        for target in targets:
-            if items := self.target_items(target):
-                texts.append(separator.join([value for _, value in items]))
+        joined by `separator` in turn, they are joined(targets, separator). Worked out once
+        per request. Header values come from the decoded pairs, which the by-name index of
+        named header targets reuses: each is decoded once per request."""
+        key = ("texts", targets, separator)
+        texts: tuple[str, ...] | None = self._cache.get(key)
+        if texts is None:
+            texts = self._cache[key] = tuple(
+                separator.join([value for _, value in items])
+                for target in targets
+                if (items := self.target_items(target))
+            )
         return texts
 
     def url_decoded(self, texts: Sequence[str], separator: str) -> str:

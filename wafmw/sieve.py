@@ -382,7 +382,7 @@ class Sieve:
         body = view.body or b""
         if not body:
             return {}
-        extra: list[str] = []  # texts scanned beside the body
+        extra: Sequence[str] = ()  # texts scanned beside the body
         # JSON strings without escapes, and forms without escapes, are substrings of the raw
         # body; anything else (escapes, multipart) is scanned as parsed, beside the raw body.
         if media_type == "multipart/form-data":
@@ -428,7 +428,7 @@ class Sieve:
                     # decoded here (no parse of the whole document).
                     if escaped:
                         decoded = self._escaped_strings(body)
-                        extra = self._parsed(view) if decoded is None else [decoded]
+                        extra = self._parsed(view) if decoded is None else (decoded,)
                     body = stood_in
                 else:
                     # Bytes RE2 cannot read, or it does not lex: the parser tells how the rules
@@ -495,7 +495,7 @@ class Sieve:
 
     # -- the text ---------------------------------------------------------------------------
 
-    def _parsed(self, view: RequestView) -> list[str]:
+    def _parsed(self, view: RequestView) -> tuple[str, ...]:
         return view.target_texts(_BODY_UNITS, self.separator.decode())
 
     def _finish(
