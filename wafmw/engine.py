@@ -225,10 +225,11 @@ def _prefiltered(probe: OnePattern, check: Callable[[str], bool]) -> Callable[[s
     return prefiltered_check
 
 
-def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
+def _remembering(check: Callable[[str], bool]) -> tuple[Callable[[str], bool], Callable[[], None]]:
     """`check` through the memory of short values, and of the last long one: the rules that
     use one detector share its check (see detector_checks in Engine), and several of them
-    may read the same value in one request, so a long value is read once, not once per rule."""
+    may read the same value in one request, so a long value is read once, not once per rule.
+    Returned with the function that drops both memories (see Engine.forget)."""
     remembered = functools.lru_cache(maxsize=_DETECTOR_MEMORY)(check)
     last: tuple[str, bool] = ("", False)
 
@@ -243,7 +244,12 @@ def _remembering(check: Callable[[str], bool]) -> Callable[[str], bool]:
             return verdict
         return remembered(value)
 
-    return cached_check
+    def forget() -> None:
+        nonlocal last
+        remembered.cache_clear()
+        last = ("", False)
+
+    return cached_check, forget
 
 
 _CMDLINE_CHAINS = (("cmdline",), ("url_decode", "cmdline"))
@@ -294,7 +300,7 @@ class Engine:
         )
         groups: dict[tuple[str, ...], ChainGroup] = {}
         # One remembering check per detector, shared by the rules that use it.
-        detector_checks: dict[str, Callable[[str], bool]] = {}
+        detector_checks: dict[str, tuple[Callable[[str], bool], Callable[[], None]]] = {}
         # Where a request's view remembers what each sieve flagged in it: a second try after
         # an overrun (see the middleware) finds those scans done, as it finds the transformed
         # values and the groups' own scans; on text new to the automata they are most of the
@@ -329,6 +335,7 @@ class Engine:
                     group.direct_head.append(cf)
             else:
                 group.direct_head.append(cf)
+        self._detector_forgets = [forget for _, forget in detector_checks.values()]
         for group in groups.values():
             self._build_scanner(group)
         self.groups = tuple(groups.values())
@@ -399,7 +406,9 @@ class Engine:
 
     @staticmethod
     def _compile_filter(
-        rule: FilterRule, ruleset: Ruleset, detector_checks: dict[str, Callable[[str], bool]]
+        rule: FilterRule,
+        ruleset: Ruleset,
+        detector_checks: dict[str, tuple[Callable[[str], bool], Callable[[], None]]],
     ) -> CompiledFilter:
         cf = CompiledFilter(rule=rule, chain=rule.transforms)
         if rule.operator == "regex":
@@ -411,11 +420,11 @@ class Engine:
         elif rule.operator == "detect":
             cf.detector = get_detector(rule.argument)
             cf.probe = OnePattern(cf.detector.prefilter)
-            check = detector_checks.get(rule.argument)
-            if check is None:
-                check = _remembering(_prefiltered(cf.probe, cf.detector.check))
-                detector_checks[rule.argument] = check
-            cf.detector_check = check
+            remembering = detector_checks.get(rule.argument)
+            if remembering is None:
+                remembering = _remembering(_prefiltered(cf.probe, cf.detector.check))
+                detector_checks[rule.argument] = remembering
+            cf.detector_check = remembering[0]
         cf.test = _operator(cf)
         exclusions = []
         for ex in ruleset.exclusions:
@@ -557,8 +566,12 @@ class Engine:
         return sieve
 
     def forget(self) -> None:
-        """Drop the memories of recurring heads, parts and header verdicts: the next requests
-        cost what first sight costs (the worst-case benchmark measures that)."""
+        """Drop the memories of recurring heads, parts, header and detector verdicts: the next
+        requests cost what first sight costs (the worst-case benchmark measures that; with the
+        detectors' memory of the last long value kept, a shape repeated request after request
+        read as costing a third of what it costs between other requests)."""
+        for forget_verdicts in self._detector_forgets:
+            forget_verdicts()
         self._clean_heads.clear()
         self._clean_heads_door.clear()
         self._header_verdicts.clear()
