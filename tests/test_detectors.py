@@ -169,3 +169,22 @@ def test_the_one_scan_tokenizer_reads_as_the_stepwise_one() -> None:
     many = "sleep (1) " * 300  # past the token bound
     assert detectors._tokens(many) == detectors._tokens_stepwise(many)
     assert len(detectors._tokens(many)) == detectors._MAX_TOKENS
+
+
+def test_a_reading_two_quotes_share_is_tokenized_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `"'`, the reading from the run that begins at the double quote and the reading
+    from the single quote begin at the same place: that text is tokenized once. Each reading
+    still finds its own shapes: only the one from the double quote, first in the value, reads
+    a leading DROP as an injection."""
+    tokenized: list[str] = []
+    tokens = detectors._tokens
+
+    def counting(value: str) -> list[tuple[str, str]]:
+        tokenized.append(value)
+        return tokens(value)
+
+    monkeypatch.setattr(detectors, "_tokens", counting)
+    assert not sqli("a\"'b c")
+    assert sorted(tokenized) == sorted(["a\"'b c", "'b c", "b c"])
+    assert sqli("\"'drop me a line")
+    assert not sqli("x\"'drop me a line")

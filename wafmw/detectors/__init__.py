@@ -665,23 +665,39 @@ def _sqli(value: str) -> bool:
             return True
         if _sql_shapes(_tokens(s), broke_out=False):
             return True
+        # The tokens of each reading below by where it begins: the two quotes' readings can
+        # begin at the same place ("'x: after the run that begins at the double quote, and
+        # after the single quote), and such a text is tokenized once.
+        tokens_at: dict[int, list[tuple[str, str]]] = {}
         for q in ("'", '"'):
             i = s.find(q)
             if i < 0:
                 continue
             # read the text after the first quote as if that quote had closed a literal
             lead = not s[:i].strip()
-            if _sql_shapes(_tokens(s[i + 1 :]), broke_out=True, lead=lead):
+            if _broke_out_at(s, i + 1, lead, tokens_at):
                 return True
             # a run of quotes (and escaping backslashes) closes the literal too: '''or 1, \''or'
             j = i + 1
             while j < len(s) and s[j] in "'\"\\`":
                 j += 1
-            if j > i + 1 and _sql_shapes(_tokens(s[j:]), broke_out=True, lead=lead):
+            if j > i + 1 and _broke_out_at(s, j, lead, tokens_at):
                 return True
         return False
     except Exception:
         return False
+
+
+def _broke_out_at(
+    s: str, start: int, lead: bool, tokens_at: dict[int, list[tuple[str, str]]]
+) -> bool:
+    """Whether `s` read from `start` on, as if a literal had closed just before, has an
+    injection shape; its tokens are taken from `tokens_at` when that reading was tokenized
+    already (the shapes are looked for again: `lead` may differ)."""
+    tokens = tokens_at.get(start)
+    if tokens is None:
+        tokens = tokens_at[start] = _tokens(s[start:])
+    return _sql_shapes(tokens, broke_out=True, lead=lead)
 
 
 # ----------------------------------------------------------------- HTML/JS
