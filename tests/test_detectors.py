@@ -188,3 +188,36 @@ def test_a_reading_two_quotes_share_is_tokenized_once(monkeypatch: pytest.Monkey
     assert sorted(tokenized) == sorted(["a\"'b c", "'b c", "b c"])
     assert sqli("\"'drop me a line")
     assert not sqli("x\"'drop me a line")
+
+
+class _Everything:
+    """A set that holds every value: with it, _sql_shapes looks at every token."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def test_the_tokens_passed_over_begin_no_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_sql_shapes passes over tokens whose kind and text begin none of its shapes: over random
+    SQL-ish token streams, in every reading, it finds what it finds when it looks at all."""
+    rng = random.Random(7)
+    words = ["union", "all", "distinct", "select", "values", "sleep", "benchmark", "waitfor"]
+    words += ["delay", "or", "and", "xor", "not", "div", "||", "&&", "is", "null", "true"]
+    words += ["like", "order", "group", "by", "into", "outfile", "procedure", "analyse"]
+    words += ["having", "from", "where", "char", "concat", "drop", "exec", "count", "users"]
+    words += ["1", "0x1f", "'a'", '"b"', "@v", "=", "<", ">", "<>", "+", "-", "*", "(", ")", ","]
+    words += [";", "--", "#", "/*x*/", "case", "when", "x", "extractvalue", "?", "."]
+    # Short streams of a few tokens too, where the shapes that must begin near the start of
+    # a reading (ORDER BY, a bare comparison) are not outrun by others.
+    few = ["order", "group", "by", "1", "2", "=", "'a'", "x", ")", "--"]
+    cases = []
+    for k in range(6000):
+        vocabulary, longest = (words, 12) if k % 2 else (few, 5)
+        value = " ".join(rng.choice(vocabulary) for _ in range(rng.randrange(1, longest)))
+        toks = detectors._tokens(value)
+        cases.append((toks, rng.random() < 0.5, rng.random() < 0.5))
+    passing_over = [detectors._sql_shapes(t, broke_out=b, lead=lead) for t, b, lead in cases]
+    monkeypatch.setattr(detectors, "_SHAPE_KINDS", _Everything())
+    looking_at_all = [detectors._sql_shapes(t, broke_out=b, lead=lead) for t, b, lead in cases]
+    assert passing_over == looking_at_all
+    assert 0.05 < sum(passing_over) / len(cases) < 0.95  # both verdicts are well represented
