@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from types import MappingProxyType
 
 __all__ = ["DETECTORS", "Detector", "sqli", "xss"]
@@ -352,28 +353,32 @@ def _tokens(s: str) -> list[tuple[str, str]]:
     if "/*!" in s:
         return _tokens_stepwise(s)
     out: list[tuple[str, str]] = []
+    append = out.append
     kinds = _KINDS
-    for m in _SCAN_RE.finditer(s):
+    keywords = _KEYWORDS
+    # Each match but the end is one token: the first _MAX_TOKENS matches are all it reads.
+    for m in islice(_SCAN_RE.finditer(s), _MAX_TOKENS):
         kind = m.lastgroup
-        if kind == "call":
-            out.append(("f", m.group("word")))
-        elif kind == "word" or kind == "maybe_call":
-            text = m.group("word")
-            if kind == "maybe_call" and _next_nonspace(s, m.end()) == "(":
-                out.append(("f", text))
-            else:
-                out.append(("k" if text in _KEYWORDS else "b", text))
-        elif kind == "cmt":
-            out.append(("c", "/*" if m.group("cmt").startswith("/*") else "--"))
+        if kind == "word":
+            text = m["word"]
+            append(("k" if text in keywords else "b", text))
         elif kind == "punct":
-            text = m.group("punct")
-            out.append((text, text))
+            text = m["punct"]
+            append((text, text))
+        elif kind == "call":
+            append(("f", m["word"]))
+        elif kind == "maybe_call":
+            text = m["word"]
+            if _next_nonspace(s, m.end()) == "(":
+                append(("f", text))
+            else:
+                append(("k" if text in keywords else "b", text))
+        elif kind == "cmt":
+            append(("c", "/*" if m["cmt"].startswith("/*") else "--"))
         elif kind == "end":
             break
         else:
-            out.append((kinds[kind or "x"], m.group(kind or "x")))
-        if len(out) >= _MAX_TOKENS:
-            break
+            append((kinds[kind or "x"], m[kind or "x"]))
     return out
 
 
