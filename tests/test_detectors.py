@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+import string
 import time
 
 import pytest
@@ -221,3 +223,18 @@ def test_the_tokens_passed_over_begin_no_shape(monkeypatch: pytest.MonkeyPatch) 
     looking_at_all = [detectors._sql_shapes(t, broke_out=b, lead=lead) for t, b, lead in cases]
     assert passing_over == looking_at_all
     assert 0.05 < sum(passing_over) / len(cases) < 0.95  # both verdicts are well represented
+
+
+def test_no_token_but_a_word_begins_with_a_letter() -> None:
+    """The tokenizers try words first (the commonest tokens); that changes no match only while
+    no other alternative can begin where a word does."""
+    branches = re.findall(r"\(\?P<(\w+)>(.*)\)\s*$", detectors._TOKEN_RE.pattern, re.MULTILINE)
+    names = [name for name, _ in branches]
+    assert names[:2] == ["ws", "word"] and {"cmt", "str", "num", "var", "op", "punct"} <= set(names)
+    for name, body in branches:
+        if name in ("ws", "word"):
+            continue
+        alone = re.compile(body, re.VERBOSE)
+        for first in string.ascii_lowercase + "_":
+            for rest in ("", "1", "a", "_", ".", "(", " ", "'", "=", "x1 ("):
+                assert alone.match(first + rest) is None, (name, first + rest)

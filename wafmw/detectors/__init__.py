@@ -300,14 +300,16 @@ _SCHEMA_WORDS = re.compile(
 # A quoted string left open runs to the end of the text, a final backslash included: were
 # that backslash not part of it, the string would fail to match, and each escaped quote in it
 # would begin another string that fails too (a quote, 2,000 times \' and a \: 0.14 s).
+# Words, the commonest tokens, are tried first: no other alternative begins with a letter or
+# "_", so the order changes no match (4 KB of prose: 433 -> 349 µs a scan, one-off).
 _TOKEN_RE = re.compile(
     r"""
     (?P<ws>\s+)
+  | (?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)
   | (?P<cmt>/\*!?\d*|--(?:[\s\x00]|$)|\#|;\x00)
   | (?P<str>'(?:[^'\\]|\\.|'')*(?:'|\\?$)|"(?:[^"\\]|\\.|"")*(?:"|\\?$)|`[^`]*(?:`|$))
   | (?P<num>0x[0-9a-f]+|0b[01]+|\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)
   | (?P<var>@@?[a-z_][\w.$]*|@)
-  | (?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)
   | (?P<op><=>|<>|!=|<=|>=|\|\||&&|::|[=<>!~^&|+\-*/%])
   | (?P<punct>[(),;.\[\]{}])
     """,
