@@ -37,6 +37,7 @@ from wafmw.patterns import (
 )
 from wafmw.request import RequestView
 from wafmw.sieve import (
+    _ESCAPED_STRING,
     _JSON_JUNK,
     _JSON_SYNTAX_STOOD_IN,
     ERASING,
@@ -819,9 +820,11 @@ class _Clock:
         return self.now
 
 
-def _timed_scanner(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, _Clock, list[str]]:
+def _timed_scanner(
+    monkeypatch: pytest.MonkeyPatch, *, flags_all: bool = False
+) -> tuple[Any, _Clock, list[str]]:
     """A scanner whose clock the test sets, and the record of the ways it chose: "one by
-    one" (which then finds pattern 1) and "probed"."""
+    one" (which then finds pattern 1) and "probed". `flags_all`: a sieve's scanner."""
     import wafmw.patterns as patterns
 
     ways: list[str] = []
@@ -834,7 +837,8 @@ def _timed_scanner(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, _Clock, list[s
     )
     clock = _Clock()
     monkeypatch.setattr(patterns.time, "perf_counter_ns", clock)
-    return patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"]), clock, ways
+    sources = [r"union\s+select", r"<script", r"etc/passwd"]
+    return patterns.Scanner(sources, flags_all_on_new_text=flags_all), clock, ways
 
 
 def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_one_by_one_when_slow(
@@ -876,6 +880,62 @@ def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
         assert scanner.match(text) == [1]
     # The slow probe above made it wary afresh: that many probes, and no more.
     assert ways == ["probed"] * patterns._WARY_SCANS
+
+
+def test_a_sieve_scanner_flags_every_pattern_in_text_new_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sieve's scanner reports every pattern in a text its probes find new, long or (once
+    wary) shorter, and searches none: each group it wakes confirms by its own scan. Text it
+    knows goes through its set as any scanner's does."""
+    import wafmw.patterns as patterns
+
+    scanner, clock, ways = _timed_scanner(monkeypatch, flags_all=True)
+    long_text = ("a=1&" * 2000 + "q=<script>").encode()
+    clock.tick = 10  # ns: every window fast, the set knows the text
+    assert scanner.match(long_text) == [1] and ways == ["probed"]
+    clock.tick = 10_000_000  # 10 ms a window: new text
+    assert scanner.match(long_text) == [0, 1, 2] and ways == ["probed", "probed"]
+    shorter = ("a=1&" * 200 + "q=<script>").encode()
+    assert patterns.WARY_MIN_BYTES <= len(shorter) < patterns.PROBE_MIN_BYTES
+    assert scanner.match(shorter) == [1]  # through the set unprobed, slowly: then wary
+    assert scanner.match(shorter) == [0, 1, 2]  # probed, and new
+    assert ways == ["probed"] * 3
+
+
+def test_text_new_to_the_sieve_wakes_every_group_and_the_groups_find_the_attack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Random text around an attack, with every scanner finding it new: the body sieve flags
+    every entry of its passes without searching their patterns; the groups it wakes search
+    theirs one by one, and the attack is found as when the sets know the text."""
+    import wafmw.patterns as patterns
+
+    searched: list[int] = []
+    one_by_one = patterns.Scanner.one_by_one
+    monkeypatch.setattr(
+        patterns.Scanner,
+        "one_by_one",
+        lambda self, text: searched.append(len(self._sources)) or one_by_one(self, text),
+    )
+    rng = random.Random(5)
+    pad = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(6000))
+    data = f"a={pad}&q=1%27%20UNION%20SELECT%20password%20FROM%20users--&b={pad}".encode()
+    scope = post_scope("/f", data, "application/x-www-form-urlencoded")
+    known = _matches(Engine(load_rules([RULES])), scope, data)
+    assert 942100 in {rule_id for rule_id, _ in known}
+    searched.clear()
+    monkeypatch.setattr(patterns.Scanner, "knows", lambda self, text: False)
+    engine = Engine(load_rules([RULES]))
+    sieve = engine.body_sieve
+    assert sieve is not None
+    view = RequestView(scope, body_limits=BodyLimits())
+    view.body = data
+    every = {entry for p in sieve.passes for entry in p.entries} - {JSON_JUNK_ENTRY}
+    assert set(sieve.scan_body(view, "application/x-www-form-urlencoded")) == every
+    assert searched == []  # the sieve searched none of its patterns alone
+    assert _matches(engine, scope, data) == known
+    assert searched  # the groups did, on text new to them
 
 
 def test_a_scan_at_a_few_microseconds_a_byte_makes_the_scanner_wary(
@@ -1013,3 +1073,15 @@ def test_a_filter_after_base64_only_that_matches_an_emptied_value_is_left_to_its
     assert sieved.head_sieve.unsieved  # the sieve cannot speak for it
     scope = http_scope("/search?q=plain")
     assert _matches(plain, scope, b"") == _matches(sieved, scope, b"") == [(1, "args:q")]
+
+
+def test_escaped_strings_are_found_as_the_plain_pattern_finds_them() -> None:
+    """The escaped-string search reads a string's rest as runs between escapes; over random
+    JSON-ish bytes it finds the very spans the plain character-by-character pattern finds."""
+    plain = re.compile(rb'"[^"\\]*\\.(?:[^"\\]|\\.)*"', re.DOTALL)
+    rng = random.Random(11)
+    pieces = [b'"', b"\\", b"a", b'\\"', b"\\\\", b"\n", b"\\\n", b"{", b":", b" ", b"\xc3\xa9"]
+    for _ in range(20000):
+        text = b"".join(rng.choice(pieces) for _ in range(rng.randrange(16)))
+        expected = [m.span() for m in plain.finditer(text)]
+        assert [m.span() for m in _ESCAPED_STRING.finditer(text)] == expected, text
