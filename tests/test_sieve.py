@@ -780,34 +780,6 @@ def _shipped_scanners() -> list[Any]:
     return scanners
 
 
-def test_a_scanner_finds_the_same_patterns_one_by_one_as_through_its_set() -> None:
-    """Text new to a set's automaton is searched one pattern at a time (Scanner.one_by_one):
-    on every shipped scanner, for random text and for attacks inside it, the same patterns
-    as the set finds."""
-    rng = random.Random(31)
-    attacks = [
-        "' UNION SELECT password FROM users--",
-        "<script>alert(1)</script>",
-        "../../etc/passwd",
-        "${jndi:ldap://x/a}",
-        ";cat /etc/passwd",
-        "{{7*7}}",
-        "http://169.254.169.254/latest/",
-    ]
-    alphabets = [string.printable, string.ascii_letters + string.digits + "+/", "0123456789abcdef"]
-    scanners = _shipped_scanners()
-    found = 0
-    for _ in range(12):
-        text = "".join(rng.choice(rng.choice(alphabets)) for _ in range(rng.randrange(50, 600)))
-        at = rng.randrange(len(text))
-        text = (text[:at] + rng.choice(attacks) + text[at:]).encode()
-        for scanner in scanners:
-            expected = sorted(scanner.Match(text) or [])
-            assert sorted(scanner.one_by_one(text)) == expected
-            found += bool(expected)
-    assert found > 50  # the attacks were there to be found
-
-
 class _Clock:
     """time.perf_counter_ns for a scanner under test: each read moves it `tick` ns on."""
 
@@ -820,39 +792,34 @@ class _Clock:
         return self.now
 
 
-def _timed_scanner(
-    monkeypatch: pytest.MonkeyPatch, *, flags_all: bool = False
-) -> tuple[Any, _Clock, list[str]]:
-    """A scanner whose clock the test sets, and the record of the ways it chose: "one by
-    one" (which then finds pattern 1) and "probed". `flags_all`: a sieve's scanner."""
+def _timed_scanner(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, _Clock, list[str]]:
+    """A scanner whose clock the test sets, and the record of its probes ("probed"). Its
+    texts hold pattern 1; text new to it is reported to hold all three."""
     import wafmw.patterns as patterns
 
     ways: list[str] = []
-    monkeypatch.setattr(
-        patterns.Scanner, "one_by_one", lambda self, t: ways.append("one by one") or [1]
-    )
     knows = patterns.Scanner.knows
     monkeypatch.setattr(
         patterns.Scanner, "knows", lambda self, t: ways.append("probed") or knows(self, t)
     )
     clock = _Clock()
     monkeypatch.setattr(patterns.time, "perf_counter_ns", clock)
-    sources = [r"union\s+select", r"<script", r"etc/passwd"]
-    return patterns.Scanner(sources, flags_all_on_new_text=flags_all), clock, ways
+    return patterns.Scanner([r"union\s+select", r"<script", r"etc/passwd"]), clock, ways
 
 
-def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_one_by_one_when_slow(
+def test_a_long_text_goes_through_the_set_when_probes_are_fast_and_holds_all_when_slow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Scanner.match probes a long text at a few windows and times them: the decision
-    between the set and the patterns one by one, with a clock that says fast or slow."""
+    """Scanner.match probes a long text at a few windows and times them: through the set when
+    they are fast; when they are slow, the text is new to the set, and every pattern is
+    reported unsearched (the callers confirm each)."""
     scanner, clock, ways = _timed_scanner(monkeypatch)
     text = ("a=1&" * 2000 + "q=<script>").encode()
     clock.tick = 10  # ns: every window fast
     assert scanner.match(text) == [1] and ways == ["probed"]
     clock.tick = 10_000_000  # 10 ms a window: new text
-    assert scanner.match(text) == [1] and ways == ["probed", "probed", "one by one"]
-    assert scanner.match(b"q=<script>") == [1] and len(ways) == 3  # short: no probe
+    assert scanner.match(text) == [0, 1, 2] and ways == ["probed", "probed"]
+    assert scanner.match(b"q=<script>") == [1] and len(ways) == 2  # short: no probe
 
 
 def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
@@ -860,7 +827,8 @@ def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
 ) -> None:
     """Texts shorter than PROBE_MIN_BYTES go through the set unprobed, until one of them
     takes long (text new to the set's automaton): the scanner then probes its next
-    _WARY_SCANS texts of WARY_MIN_BYTES or more, and a slow probe sends them one by one."""
+    _WARY_SCANS texts of WARY_MIN_BYTES or more, and one whose probe is slow is reported to
+    hold every pattern."""
     import wafmw.patterns as patterns
 
     scanner, clock, ways = _timed_scanner(monkeypatch)
@@ -872,8 +840,8 @@ def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
     assert ways == []
     clock.tick = 10_000_000  # 10 ms a scan: the set did not know the text
     assert scanner.match(text) == [1] and ways == []  # found, at that cost
-    assert scanner.match(text) == [1] and ways == ["probed", "one by one"]
-    assert scanner.match(b"q=<script>") == [1] and len(ways) == 2  # too short to probe
+    assert scanner.match(text) == [0, 1, 2] and ways == ["probed"]
+    assert scanner.match(b"q=<script>") == [1] and len(ways) == 1  # too short to probe
     clock.tick = 10  # the set knows the text again: probed, scanned through the set
     ways.clear()
     for _ in range(patterns._WARY_SCANS + 5):
@@ -882,60 +850,44 @@ def test_a_slow_scan_of_a_shorter_text_makes_the_scanner_probe_the_next_ones(
     assert ways == ["probed"] * patterns._WARY_SCANS
 
 
-def test_a_sieve_scanner_flags_every_pattern_in_text_new_to_it(
+def test_text_new_to_every_scanner_wakes_every_group_and_the_attack_is_found(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A sieve's scanner reports every pattern in a text its probes find new, long or (once
-    wary) shorter, and searches none: each group it wakes confirms by its own scan. Text it
-    knows goes through its set as any scanner's does."""
+    """Random text around an attack, read by scanners that know it and by scanners that find
+    it new: the latter's body sieve flags every entry of its passes, the groups it wakes
+    report every filter, each filter is confirmed by its own patterns, and the same matches
+    are found."""
     import wafmw.patterns as patterns
 
-    scanner, clock, ways = _timed_scanner(monkeypatch, flags_all=True)
-    long_text = ("a=1&" * 2000 + "q=<script>").encode()
-    clock.tick = 10  # ns: every window fast, the set knows the text
-    assert scanner.match(long_text) == [1] and ways == ["probed"]
-    clock.tick = 10_000_000  # 10 ms a window: new text
-    assert scanner.match(long_text) == [0, 1, 2] and ways == ["probed", "probed"]
-    shorter = ("a=1&" * 200 + "q=<script>").encode()
-    assert patterns.WARY_MIN_BYTES <= len(shorter) < patterns.PROBE_MIN_BYTES
-    assert scanner.match(shorter) == [1]  # through the set unprobed, slowly: then wary
-    assert scanner.match(shorter) == [0, 1, 2]  # probed, and new
-    assert ways == ["probed"] * 3
-
-
-def test_text_new_to_the_sieve_wakes_every_group_and_the_groups_find_the_attack(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Random text around an attack, with every scanner finding it new: the body sieve flags
-    every entry of its passes without searching their patterns; the groups it wakes search
-    theirs one by one, and the attack is found as when the sets know the text."""
-    import wafmw.patterns as patterns
-
-    searched: list[int] = []
-    one_by_one = patterns.Scanner.one_by_one
+    confirmed: list[int] = []
+    confirm = Engine._confirm
     monkeypatch.setattr(
-        patterns.Scanner,
-        "one_by_one",
-        lambda self, text: searched.append(len(self._sources)) or one_by_one(self, text),
+        Engine,
+        "_confirm",
+        lambda self, cf, *a, **k: confirmed.append(cf.rule.id) or confirm(self, cf, *a, **k),
     )
     rng = random.Random(5)
     pad = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(6000))
     data = f"a={pad}&q=1%27%20UNION%20SELECT%20password%20FROM%20users--&b={pad}".encode()
     scope = post_scope("/f", data, "application/x-www-form-urlencoded")
-    known = _matches(Engine(load_rules([RULES])), scope, data)
-    assert 942100 in {rule_id for rule_id, _ in known}
-    searched.clear()
-    monkeypatch.setattr(patterns.Scanner, "knows", lambda self, text: False)
-    engine = Engine(load_rules([RULES]))
-    sieve = engine.body_sieve
-    assert sieve is not None
-    view = RequestView(scope, body_limits=BodyLimits())
-    view.body = data
-    every = {entry for p in sieve.passes for entry in p.entries} - {JSON_JUNK_ENTRY}
-    assert set(sieve.scan_body(view, "application/x-www-form-urlencoded")) == every
-    assert searched == []  # the sieve searched none of its patterns alone
-    assert _matches(engine, scope, data) == known
-    assert searched  # the groups did, on text new to them
+    found: dict[bool, list[tuple[int, str]]] = {}
+    confirmations: dict[bool, set[int]] = {}
+    for knows in (True, False):
+        monkeypatch.setattr(patterns.Scanner, "knows", lambda self, text, k=knows: k)
+        engine = Engine(load_rules([RULES]))
+        sieve = engine.body_sieve
+        assert sieve is not None
+        view = RequestView(scope, body_limits=BodyLimits())
+        view.body = data
+        flagged = set(sieve.scan_body(view, "application/x-www-form-urlencoded"))
+        every = {entry for p in sieve.passes for entry in p.entries} - {JSON_JUNK_ENTRY}
+        assert (flagged == every) is not knows
+        confirmed.clear()
+        found[knows] = _matches(engine, scope, data)
+        confirmations[knows] = set(confirmed)
+    assert 942100 in {rule_id for rule_id, _ in found[True]}
+    assert found[False] == found[True]
+    assert len(confirmations[False]) > 2 * len(confirmations[True])
 
 
 def test_a_scan_at_a_few_microseconds_a_byte_makes_the_scanner_wary(
@@ -955,7 +907,7 @@ def test_a_scan_at_a_few_microseconds_a_byte_makes_the_scanner_wary(
     assert ways == []
     clock.tick = 4_000 * len(text)  # 4 µs a byte: found at that cost, then wary
     assert scanner.match(text) == [1] and ways == []
-    assert scanner.match(text) == [1] and ways == ["probed", "one by one"]
+    assert scanner.match(text) == [0, 1, 2] and ways == ["probed"]
 
 
 def test_a_probe_of_random_text_ends_within_its_first_window(
@@ -973,7 +925,7 @@ def test_a_probe_of_random_text_ends_within_its_first_window(
     )
     text = ("a=1&" * 2000 + "q=<script>").encode()
     clock.tick = patterns._COLD_PROBE_NS // 2 + 1  # each look: half the bound and more
-    assert scanner.match(text) == [1] and ways == ["probed", "one by one"]
+    assert scanner.match(text) == [0, 1, 2] and ways == ["probed"]
     assert looked == list(patterns._FIRST_LOOKS)  # stopped at the second look
     assert max(looked) < patterns._PROBE_BYTES
     looked.clear()
@@ -988,13 +940,12 @@ def test_a_probe_of_random_text_ends_within_its_first_window(
 
 def test_a_pattern_too_large_for_a_single_patterns_memory_is_still_searched_alone() -> None:
     """A user's word list can compile in a set's memory bound but not in the lower one of a
-    pattern searched alone: it is then compiled with the set's."""
+    pattern searched alone (a probe's, on a long text): it is then compiled with the set's."""
     import wafmw.patterns as patterns
 
     words = "|".join(f"w{i}x{i * 7}y" for i in range(60000))
-    scanner = patterns.Scanner([rf"(?i)\b(?:{words})\b", "<script"])
     text = b"a " * 3000 + b"W59999x419993Y <script>"
-    assert sorted(scanner.one_by_one(text)) == sorted(scanner.Match(text)) == [0, 1]
+    assert len(text) >= patterns.PROBE_MIN_BYTES  # searched alone, not through a set
     probe = patterns.OnePattern(rf"(?i)\b(?:{words})\b")
     assert probe.found(text.decode()) and not probe.found("nothing here " * 400)
 

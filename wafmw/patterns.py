@@ -123,9 +123,9 @@ _WINDOW_START = re.compile(rb"[\x00-\x20\x7f=&;?\",:\[{}\]+]|(?=%)")
 _COLD_SCAN_NS_PER_BYTE = 3_000
 WARY_MIN_BYTES = 512
 _WARY_SCANS = 64
-# Each pattern searched alone keeps its own automaton: its memory is bounded lower than a
-# set's, as there is one per pattern (the shipped rules' 332 patterns, after 20 random texts
-# of 64 KB each through all of them: 13 MB more in all).
+# A probe's pattern searched alone (OnePattern) keeps its own automaton: its memory is bounded
+# lower than a set's, as there is one per pattern (the shipped rules' 332 patterns, after 20
+# random texts of 64 KB each through all of them: 13 MB more in all).
 _SINGLE_MAX_MEM = 4 << 20
 
 
@@ -133,41 +133,39 @@ class Scanner:
     """An RE2 set of patterns, each without upper bounds (see without_upper_bounds), for
     scans that only flag what the filters' own patterns then confirm. `Match` is the set's
     own (the binding's C function: bytes only); `match` takes str too, finds the same
-    patterns, and goes around the set where it would be slow.
+    patterns, and reports every pattern, unsearched, where the set would be slow.
 
     RE2 builds a set's automaton lazily, a state at a time as text first needs it, and a
     state of a set of a hundred patterns costs tens of microseconds to build. Random text
     needs a new one at almost every byte: 64 KB of printable characters took 1.1 s through
-    the head sieve's set, where its 89 patterns searched one at a time, each with its own
-    small automaton, took 29 ms (benign text is the other way round: 0.1 ms through the
-    set, 6 ms one at a time). So a text of PROBE_MIN_BYTES or more is probed first: a few
-    short windows at random places (which a sender cannot aim for or around) go through the
-    set, timed; when they are slow, the set's automaton does not know the text and the
-    patterns are searched one at a time. A stretch of new text that every window misses
-    still goes through the set: the larger it is, the likelier a window lands in it. A
-    shorter text is probed only while the scanner is wary, after one took long (see
-    _WARY_SCANS): a stream of random texts pays for the first, not for each.
+    the head sieve's set (benign text it knows: 0.1 ms). So a text of PROBE_MIN_BYTES or
+    more is probed first: a few short windows at random places (which a sender cannot aim
+    for or around) go through the set, timed; when they are slow, the set's automaton does
+    not know the text, and every pattern is reported as found. Whatever a scanner reports is
+    confirmed: a sieve's flags by the scans of the groups they wake, a group's by each
+    filter's own probe and pattern. Searching the patterns one at a time instead, each with
+    its own small automaton, cost more than those confirmations: such text wakes nearly
+    every group and many filters anyway (one-off: a 64 KB JSON body of random printable
+    text cost 84 ms, then 37 ms with the sieves reporting all; in a run of its own, 41 ms
+    and 36 ms with the groups reporting all too; a JSON list of 1,000 random base64 tokens
+    18.8 ms and 13.0 ms).
 
-    `flags_all_on_new_text`: a text the probes find new is reported as holding every pattern,
-    unsearched. For a sieve, whose every flag the group it wakes confirms by its own scan:
-    random text wakes nearly every group anyway, and searching its patterns one at a time
-    was half of such a request's cost (a 64 KB JSON body of random printable text: 84 ms,
-    37 ms flagging all; 1 KB: 6.3 ms, 4.5 ms; one-off)."""
+    A stretch of new text that every window misses still goes through the set: the larger
+    it is, the likelier a window lands in it. A shorter text is probed only while the
+    scanner is wary, after one took long (see _WARY_SCANS): a stream of random texts pays
+    for the first, not for each."""
 
-    __slots__ = ("Match", "_on_new_text", "_set", "_singles", "_sources", "_wary")
+    __slots__ = ("Match", "_everything", "_set", "_wary")
 
-    def __init__(self, sources: list[str], *, flags_all_on_new_text: bool = False) -> None:
-        self._sources = [without_upper_bounds(source) for source in sources]
+    def __init__(self, sources: list[str]) -> None:
         self._set = re2.Set.SearchSet(_RE2_OPTIONS)
-        for source in self._sources:
-            self._set.Add(source)
+        for source in sources:
+            self._set.Add(without_upper_bounds(source))
         self._set.Compile()
         # Takes bytes (or another buffer) only; `match` takes str too.
         self.Match: Callable[[Any], list[int]] = _matcher(self._set)
-        self._singles: list[Any] | None = None
-        self._on_new_text: Callable[[bytes], list[int]] = (
-            self._all_patterns if flags_all_on_new_text else self.one_by_one
-        )
+        # What a text new to the set is reported to hold.
+        self._everything = range(len(sources))
         # How many more texts shorter than PROBE_MIN_BYTES to probe (see _WARY_SCANS). Read
         # and written without a lock: a lost update only probes a text more or less.
         self._wary = 0
@@ -183,7 +181,7 @@ class Scanner:
                 self._wary -= 1
                 if not self.knows(data):
                     self._wary = _WARY_SCANS
-                    return self._on_new_text(data)
+                    return list(self._everything)
                 return self.Match(data) or []
             began = time.perf_counter_ns()
             found = self.Match(data) or []
@@ -192,7 +190,7 @@ class Scanner:
             return found
         if self.knows(data):
             return self.Match(data) or []
-        return self._on_new_text(data)
+        return list(self._everything)
 
     def knows(self, text: bytes) -> bool:
         """Whether the set's automaton has the states for text like this: probed at windows
@@ -221,17 +219,6 @@ class Scanner:
             if clock() - began > _COLD_PROBE_NS:
                 return False
         return True
-
-    def _all_patterns(self, text: bytes) -> list[int]:
-        """Every pattern's index, as if each were found in `text` (see flags_all_on_new_text)."""
-        return list(range(len(self._sources)))
-
-    def one_by_one(self, text: bytes) -> list[int]:
-        """The indices of the patterns found in `text`, each searched alone."""
-        singles = self._singles
-        if singles is None:
-            singles = self._singles = [_single(source) for source in self._sources]
-        return [i for i, single in enumerate(singles) if single.search(text) is not None]
 
 
 class OnePattern:

@@ -615,7 +615,7 @@ def compile_passes(
     """Compile each pass's set and pick a joining character that no member of any pass
     matches on its own (any would be correct; this one flags nothing by itself)."""
     passes = tuple(
-        SievePass(chain, Scanner(sources, flags_all_on_new_text=True), entries)
+        SievePass(chain, Scanner(sources), entries)
         for chain, (sources, entries) in members.items()
         if sources
     )
@@ -647,6 +647,6 @@ def json_pass_of(sources: list[str], entries: list[SieveEntry]) -> SievePass | N
         except ValueError:
             return None
     try:
-        return SievePass((), Scanner(rewritten, flags_all_on_new_text=True), list(entries))
+        return SievePass((), Scanner(rewritten), list(entries))
     except re2.error:
         return None
