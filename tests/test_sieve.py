@@ -1036,3 +1036,21 @@ def test_escaped_strings_are_found_as_the_plain_pattern_finds_them() -> None:
         text = b"".join(rng.choice(pieces) for _ in range(rng.randrange(16)))
         expected = [m.span() for m in plain.finditer(text)]
         assert [m.span() for m in _ESCAPED_STRING.finditer(text)] == expected, text
+
+
+def test_a_long_text_probed_by_one_filter_after_another_is_encoded_once() -> None:
+    """Probes read a long value through a regex, over its UTF-8 encoding: the filters that
+    read one value probe it one after another, and it is encoded once for all of them. A
+    text equal to it is read from that encoding; any other text is not."""
+    import wafmw.patterns as patterns
+
+    needle, haystack = patterns.OnePattern("needle"), patterns.OnePattern("haystack")
+    text = "é" * 3000 + " needle " + "x" * 2000
+    assert len(text) >= patterns.PROBE_MIN_BYTES
+    assert needle.found(text)
+    encoded = patterns._last_encoded[1]
+    assert encoded == text.encode()
+    assert not haystack.found(text)
+    assert needle.found("".join(text)) and patterns._last_encoded[1] is encoded
+    other = text.replace("needle", "nEEdle")  # as long, and other
+    assert not needle.found(other) and patterns._last_encoded[1] == other.encode()

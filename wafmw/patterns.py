@@ -246,7 +246,22 @@ class OnePattern:
         regex = self._regex
         if regex is None:
             regex = self._regex = _single(self._source)
+        if type(text) is str:
+            global _last_encoded
+            last = _last_encoded  # one read: another thread may replace it meanwhile
+            if last[0] == text:
+                text = last[1]
+            else:
+                encoded = text.encode("utf-8")  # as the regex's wrapper encodes a str
+                _last_encoded = (text, encoded)
+                text = encoded
         return regex.search(text) is not None
+
+
+# The last long text a probe searched, with its encoding: the filters that read a value probe
+# it one after another (text new to a group's set wakes them all), and the regex's wrapper
+# encoded it again for each, and counted its characters up to the match.
+_last_encoded: tuple[str, bytes] = ("", b"")
 
 
 def _matcher(compiled: Any) -> Callable[[Any], list[int]]:
