@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import random
 import sys
 import threading
@@ -713,3 +714,99 @@ def test_parse_query_agrees_with_parse_qsl() -> None:
         query = "".join(rng.choice(pieces) for _ in range(rng.randrange(14)))
         expected = tuple(parse_qsl(query, keep_blank_values=True, errors="replace"))
         assert parse_query(query) == expected, query
+
+
+def _walked_with_a_stack(doc: Any, limits: BodyLimits) -> tuple[list[Any], list[str], bool]:
+    """The JSON walk as a loop over a stack of every value (the parser's until the fourteenth
+    session): the reference its recursive walk must read as."""
+    fields: list[tuple[str, str]] = []
+    names: list[str] = []
+    truncated = False
+    budget = 4 * limits.max_fields + 64
+    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            truncated = True
+            break
+        value, key, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > limits.json_max_depth:
+                truncated = True
+                continue
+            children = []
+            for k, v in value.items():
+                if len(names) >= limits.max_fields:
+                    truncated = True
+                    break
+                names.append(k)
+                children.append((v, k, depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            if depth > limits.json_max_depth:
+                truncated = True
+                continue
+            if len(value) > budget:
+                truncated = True
+                value = value[:budget]
+            stack.extend([(v, key, depth + 1) for v in reversed(value)])
+        elif value is not None:
+            if len(fields) >= limits.max_fields:
+                truncated = True
+                break
+            fields.append((key, "true" if value is True else "false" if value is False else value))
+    return fields, names, truncated
+
+
+def test_the_json_walk_reads_every_document_as_a_walk_over_a_stack_does() -> None:
+    """Random documents (objects, arrays, strings, numbers, true, false, null, empty
+    containers, runs of nulls as long as the walk's budget) under random limits: the same
+    leaves, keys and truncation, in the same order, as the plain walk over a stack of every
+    value."""
+    rng = random.Random(17)
+
+    def document(depth: int = 0) -> Any:
+        roll = rng.random()
+        if roll < 0.05:  # a run of steps that are neither fields nor names, near the budget
+            return [rng.choice([None, [], {}]) for _ in range(rng.randrange(60, 75))]
+        if depth > 5 or roll < 0.4:
+            return rng.choice(["a", "b c", 1, 2.5, None, True, False, [], {}])
+        if roll < 0.7:
+            return [document(depth + 1) for _ in range(rng.randrange(6))]
+        return {f"k{rng.randrange(12)}": document(depth + 1) for _ in range(rng.randrange(6))}
+
+    truncations = 0
+    for _ in range(5000):
+        body = json.dumps(document()).encode()
+        limits = BodyLimits(
+            json_max_depth=rng.choice([1, 2, 3, 32]), max_fields=rng.choice([1, 2, 3, 5, 1000])
+        )
+        parsed = parse_body(JSON, body, limits)
+        doc = json.loads(body, parse_int=str, parse_float=str)
+        fields, names, truncated = _walked_with_a_stack(doc, limits)
+        assert (list(parsed.fields), list(parsed.names), parsed.truncated) == (
+            fields,
+            names,
+            truncated,
+        ), body
+        truncations += truncated
+    assert 500 < truncations < 4500  # the limits cut many walks short, and not all
+
+
+@pytest.mark.parametrize("max_fields", [1, 5])
+def test_the_json_walk_stops_at_its_budget_of_steps(max_fields: int) -> None:
+    """Each value is a step of the walk, the document itself too, nulls and empty arrays
+    included: 4 x max_fields + 64 of them, and a document that needs more is truncated
+    there, the values past the budget unread."""
+    steps = 4 * max_fields + 64
+    limits = BodyLimits(max_fields=max_fields)
+
+    def parsed(doc: Any) -> ParsedBody:
+        return parse_body(JSON, json.dumps(doc).encode(), limits)
+
+    assert not parsed([None] * (steps - 1)).truncated
+    assert parsed([None] * steps).truncated
+    fits = parsed([[None] * (steps - 3), "a"])
+    assert fits.fields == (("", "a"),) and not fits.truncated
+    over = parsed([[None] * (steps - 2), "a"])
+    assert over.fields == () and over.truncated

