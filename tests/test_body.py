@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import inspect
 import json
 import random
 import sys
@@ -810,3 +811,26 @@ def test_the_json_walk_stops_at_its_budget_of_steps(max_fields: int) -> None:
     assert fits.fields == (("", "a"),) and not fits.truncated
     over = parsed([[None] * (steps - 2), "a"])
     assert over.fields == () and over.truncated
+
+
+def test_a_json_walk_begun_deep_in_the_stack_is_cut_short_not_raised() -> None:
+    """The walk recurses into objects and arrays; where the interpreter's recursion limit is
+    near, it returns what it read, truncated, instead of raising."""
+    from wafmw.body import _json_fields
+
+    doc: Any = ["deep"]
+    for _ in range(60):
+        doc = [doc]
+    limits = BodyLimits(json_max_depth=256)
+    assert _json_fields(["a", doc, "after"], limits) == (
+        [("", "a"), ("", "deep"), ("", "after")],
+        [],
+        False,
+    )
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack(0)) + 30)
+    try:
+        fields, names, truncated = _json_fields(["a", doc, "after"], limits)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert fields == [("", "a")] and names == [] and truncated

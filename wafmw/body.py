@@ -332,6 +332,8 @@ def _json_fields(doc: Any, limits: BodyLimits) -> tuple[list[tuple[str, str]], l
             add(("", doc if kind is str else "true" if doc is True else "false"))
     except _WalkEnd:
         pass
+    except RecursionError:  # called from deep in a stack: what was read, cut short there
+        truncated = True
     return fields, names, truncated
 
 
