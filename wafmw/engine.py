@@ -630,8 +630,8 @@ class Engine:
             found = view.memo.get(self._body_flags) if again else None
             if found is None:
                 found = sieve.scan_body(view, media_type)
-            # _has_files, with the media type at hand.
-            if not found and not (sieve.files_direct and media_type == "multipart/form-data"):
+            # _has_files, with the media type at hand: no call to ask for it again.
+            if not found and not (sieve.files_direct and media_type == _FILES_MEDIA_TYPE):
                 if time.perf_counter() > deadline:
                     view.memo[self._body_flags] = found
                     raise EvaluationTimeout()
@@ -1179,9 +1179,13 @@ def _reads_any(cf: CompiledFilter, kinds: frozenset[str]) -> bool:
     )
 
 
+# The one media type whose body can hold uploaded files.
+_FILES_MEDIA_TYPE = "multipart/form-data"
+
+
 def _has_files(view: RequestView) -> bool:
-    """Whether the body can hold uploaded files: only a multipart body does."""
-    return view.media_type == "multipart/form-data"
+    """Whether the body can hold uploaded files (see _FILES_MEDIA_TYPE)."""
+    return view.media_type == _FILES_MEDIA_TYPE
 
 
 def _reads_phase(rule: FilterRule, body: bool) -> bool:

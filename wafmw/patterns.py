@@ -171,7 +171,8 @@ class Scanner:
         self._wary = 0
 
     def match(self, text: bytes | str) -> list[int]:
-        """The indices of the patterns found in `text`, as `Match` finds them."""
+        """The indices of the patterns found in `text`, as `Match` finds them; of every
+        pattern, unsearched, in a text the set does not know (see the class)."""
         data = text.encode("utf-8") if isinstance(text, str) else text  # as RE2 reads a str
         size = len(data)
         if size < WARY_MIN_BYTES:
