@@ -129,6 +129,8 @@ def test_never_raises_and_bounded(name: str) -> None:
     "value",
     [
         "'" + " " * 4000,
+        " " * 4000 + "'",  # a run of whitespace no token precedes
+        "'a" + " " * 4000 + "(",  # past the function-call window
         "'" + "\\'" * 2000 + "\\",
         "<" + "a" * 4000 + "<",
         "<" + " " * 4000 + "<a",
@@ -171,6 +173,23 @@ def test_the_one_scan_tokenizer_reads_as_the_stepwise_one() -> None:
     many = "sleep (1) " * 300  # past the token bound
     assert detectors._tokens(many) == detectors._tokens_stepwise(many)
     assert len(detectors._tokens(many)) == detectors._MAX_TOKENS
+
+
+@pytest.mark.parametrize("long", [False, True])
+def test_a_schema_name_beside_a_query_word_is_an_injection(long: bool) -> None:
+    """A system catalogue named beside SELECT, FROM or "(" is read as an injection with no
+    other shape, in a short value and at the end of the 4 KB that a long one is read to."""
+
+    def padded(value: str) -> str:
+        if not long:
+            return value
+        head = "a " * ((detectors._MAX_INPUT - len(value)) // 2)
+        return head + value + " tail" * 20
+
+    for value in ["name from sysobjects", "(information_schema.tables)", "x from mysql.user"]:
+        assert sqli(padded(value)), value
+    for value in ["information_schema", "the sysobjects table", "from the mysql docs"]:
+        assert not sqli(padded(value)), value
 
 
 def test_a_reading_two_quotes_share_is_tokenized_once(monkeypatch: pytest.MonkeyPatch) -> None:
