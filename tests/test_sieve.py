@@ -187,6 +187,42 @@ def test_a_value_found_clean_under_one_header_is_checked_under_another() -> None
     assert _matches(engine, http_scope("/", headers=[("x-a", "evil")]), b"") == [(1, "headers:x-a")]
 
 
+def test_a_lone_new_part_of_the_request_line_is_scanned_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Headers recur: the usual new part of a head is its URI. When it holds a match, it is
+    not scanned again alone (the same text); its flags are the ones a scan of it alone gives.
+    With a header new beside it, the parts are scanned one by one to tell them apart."""
+    engine = Engine(load_rules([RULES]))
+    sieve = engine.head_sieve
+    assert sieve is not None
+    headers = [("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/131.0")]
+    sieve.scan_head(RequestView(http_scope("/", headers=headers)))  # the headers, seen
+    runs: list[Any] = []
+    run = type(sieve)._run
+
+    def counting(self: Any, pieces: Any, extra: Any = (), **kwargs: Any) -> Any:
+        runs.append(pieces)
+        return run(self, pieces, extra, **kwargs)
+
+    monkeypatch.setattr(type(sieve), "_run", counting)
+    attack = "/search?q=1%27%20union%20select%20password%20from%20users--"
+    flagged = sieve.scan_head(RequestView(http_scope(attack, headers=headers)))
+    assert flagged and len(runs) == 1
+    alone = Engine(load_rules([RULES])).head_sieve
+    assert alone is not None
+    by_part = alone.scan_head(RequestView(http_scope(attack, headers=headers)))
+
+    def named(flags: Any) -> dict[tuple[int, int], list[int]]:
+        return {(entry.group, entry.filter.rule.id): parts for entry, parts in flags.items()}
+
+    assert named(flagged) == named(by_part)
+    runs.clear()
+    other = [("user-agent", "curl/8.5.0")]
+    sieve.scan_head(RequestView(http_scope(attack.replace("users", "admins"), headers=other)))
+    assert len(runs) > 1
+
+
 def test_the_part_memory_is_bounded() -> None:
     engine = Engine(load_rules([RULES]))
     sieve = engine.head_sieve

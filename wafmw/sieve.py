@@ -355,9 +355,14 @@ class Sieve:
                 pieces.append(keys[i])
             else:
                 pieces.extend(keys[i])
-        if not self._run(pieces, extra if uri in fresh else (), view=view):
+        found = self._run(pieces, extra if uri in fresh else (), view=view)
+        if not found:
             for i in fresh:
                 known[i] = ()
+        elif len(fresh) == 1 and fresh[0] < _FIRST_HEADER_KEY:
+            # One part of the request line, the usual new part (headers recur): scanned part
+            # by part, it would be the same scan of the same text again.
+            known[fresh[0]] = tuple(found)
         else:
             # Something matched: scan part by part, to know which.
             for i in fresh:
