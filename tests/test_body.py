@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from wafmw import request as request_module
-from wafmw.body import BodyLimits, ParsedBody, parse_body, parse_query
+from wafmw.body import BodyLimits, ParsedBody, json_object_keys, parse_body, parse_query
 from wafmw.request import RequestView
 
 FORM = "application/x-www-form-urlencoded"
@@ -834,3 +834,43 @@ def test_a_json_walk_begun_deep_in_the_stack_is_cut_short_not_raised() -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert fields == [("", "a")] and names == [] and truncated
+
+
+def test_the_object_keys_hold_every_name_parse_body_gives() -> None:
+    """json_object_keys is what the engine checks before a parse for the filters that read
+    only a body's names: over random documents under random limits (escaped and repeated
+    keys, pretty-printed, a byte order mark), it gives every key, repeats
+    too, so every name parse_body gives is among them; a body json.loads refuses gives
+    None. (Inner objects come first: json.loads hands each object over when it closes.)"""
+    rng = random.Random(23)
+    keys = ["a", "b", "a\nb", "%0d", "x__contains", "\u00e9", "\\", '"', ":", ""]
+
+    def document(depth: int = 0) -> Any:
+        roll = rng.random()
+        if depth > 4 or roll < 0.35:
+            return rng.choice(["v", "line\nbreak", 1, 2.5, None, True, [], {}])
+        if roll < 0.6:
+            return [document(depth + 1) for _ in range(rng.randrange(5))]
+        return {rng.choice(keys): document(depth + 1) for _ in range(rng.randrange(5))}
+
+    def every_key(doc: Any) -> list[str]:
+        if isinstance(doc, dict):
+            return [k for key, value in doc.items() for k in [key, *every_key(value)]]
+        if isinstance(doc, list):
+            return [k for value in doc for k in every_key(value)]
+        return []
+
+    for _ in range(3000):
+        doc = document()
+        expected = every_key(doc)
+        text = json.dumps(doc, indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5)
+        if text.startswith("{") and text != "{}" and rng.random() < 0.3:
+            text = '{"a": 0, "a": 1, ' + text[1:]  # a key repeated: the document keeps one
+            expected = ["a", "a", *expected]
+        body = (b"\xef\xbb\xbf" if rng.random() < 0.1 else b"") + text.encode()
+        found = json_object_keys(body)
+        assert found is not None and sorted(found) == sorted(expected), body
+        limits = BodyLimits(json_max_depth=rng.choice([1, 2, 32]), max_fields=rng.choice([2, 1000]))
+        assert set(parse_body(JSON, body, limits).names) <= set(found), body
+    for bad in [b"{", b'{"a": }', b'{"a": 1} trailing', b"\xff{", b"[" * 100_000]:
+        assert json_object_keys(bad) is None, bad[:10]

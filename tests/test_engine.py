@@ -638,3 +638,68 @@ def test_a_long_query_is_url_decoded_once_by_the_head_sieve(decode_rounds: list[
     # The query's first round, once, over the query alone (the URI's query is a text of its
     # own): not over the join of the new parts, nor again for the URI's own scan.
     assert [len(t) for t in decode_rounds if query[:40] in t] == [len(query)]
+
+
+_JSON = (("Content-Type", "application/json"),)
+
+
+def _body_matches(engine: Engine, body: str) -> tuple[list[tuple[int, str]], bool]:
+    """The body's matches and whether the body was parsed to find them."""
+    scope, data = case_scope(Case(method="POST", path="/api", headers=_JSON, body=body))
+    view = RequestView(scope)
+    view.body = data
+    found = engine.evaluate_body(view, time.perf_counter() + 5)
+    return sorted((m.rule_id, m.target) for m in found), view.body_parsed
+
+
+NAMES_BODIES = [
+    '{\n  "cart": [\n    {"id": 1, "note": "two\\nlines"}\n  ]\n}',  # newlines, none in a key
+    '{"a\\nb": 1}',
+    '{"ok": {"a\\rb": [1, 2]}}',
+    '{"a%0ab": 1}',
+    '{"filter": {"name__icontains": "x"}}',
+    '{"x": 1, "x": 2, "y\\n": 3}',
+    '{"q": ' + "[" * 300 + '{"deep\\nkey": 1}' + "]" * 300 + "}",  # too deep to be parsed
+    '{"broken\\n": ',  # does not parse
+    '{"k": "v"}',
+]
+
+
+def test_names_only_filters_check_a_json_bodys_keys_before_parsing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped filters that read only a body's names (CR or LF in a name, 921110; ORM
+    lookups, 934170) match a JSON body exactly as when it is parsed for its names; a body
+    none of whose keys can match is not parsed at all, though its newlines woke 921110."""
+    engine = Engine(load_rules(None))
+    checked = [_body_matches(engine, body) for body in NAMES_BODIES]
+    monkeypatch.setattr(Engine, "_json_keys_may_match", staticmethod(lambda *args: True))
+    parsed = [_body_matches(engine, body)[0] for body in NAMES_BODIES]
+    assert [matches for matches, _ in checked] == parsed
+    assert parsed[1:6] == [
+        [(921110, "body_names")],
+        [(921110, "body_names")],
+        [(921110, "body_names")],
+        [(934170, "body_names")],
+        [(921110, "body_names")],
+    ]
+    assert parsed[6] == parsed[8] == []
+    assert not checked[0][1] and not checked[8][1]  # keys checked, body never parsed
+
+
+def test_a_negated_or_counting_names_filter_reads_the_parsed_names(
+    write_rules: Callable[..., Path],
+) -> None:
+    """A name the keys alone would not match can still make a negated filter or a count
+    match: such filters are never decided by the keys. (One engine each: a filter that
+    parses the body would let the next read the parsed names anyway.)"""
+
+    def rule_ids(filters: str, body: str) -> list[int]:
+        engine = engine_for(write_rules, filters)
+        return [rule_id for rule_id, _ in _body_matches(engine, body)[0]]
+
+    negated = rule(1, "[body_names]", "equals: id", "negate: true")
+    assert rule_ids(negated, '{"other": 1}') == [1]
+    assert rule_ids(negated, '{"id": 1}') == []
+    assert rule_ids(rule(2, "[body_names]", "count: {eq: 0}"), "[1, 2]") == [2]
+    assert rule_ids(rule(3, "[body_names]", "count: {ge: 2}"), '{"a": 1, "b": 2}') == [3]

@@ -337,6 +337,26 @@ def _json_fields(doc: Any, limits: BodyLimits) -> tuple[list[tuple[str, str]], l
     return fields, names, truncated
 
 
+def json_object_keys(body: bytes) -> list[str] | None:
+    """Every object key of a JSON body, repeats included (each object's as it closes, inner
+    ones first): the names that parse_body gives such a body and more (it drops repeats and
+    what its limits cut, and gives none for a document too deep or that does not parse).
+    None when json.loads fails.
+
+    Decoded and read as parse_body reads the body, by json.loads alone: C collects the keys
+    (one call back per object) where the walk over every value runs in Python, and numbers
+    are not kept as their text (a 2 KB body: 16 µs, against 46 µs for parse_body; one-off)."""
+    text = body.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    objects: list[list[tuple[str, Any]]] = []
+    try:
+        json.loads(text, object_pairs_hook=objects.append)
+    except (ValueError, RecursionError):
+        return None
+    return [key for pairs in objects for key, _ in pairs]
+
+
 def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
     text = raw[1:] if raw.startswith("\ufeff") else raw
     if _json_too_deep(text):

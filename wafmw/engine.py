@@ -25,13 +25,13 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import re2
 
-from .body import TEXT_MEDIA_TYPES, BodyLimits, may_be_binary
+from .body import TEXT_MEDIA_TYPES, BodyLimits, is_json, json_object_keys, may_be_binary
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .doorkeeper import Doorkeeper
@@ -122,6 +122,10 @@ class CompiledFilter:
     named_args: tuple[bytes, ...] = ()
     # Whether the body targets it reads are uploaded file names only (multipart bodies).
     files_only: bool = False
+    # Whether the body targets it reads are the body's names only, with a verdict that more
+    # names to look at could only turn into a match (no negation, no count): a JSON body's
+    # object keys are then checked before its parse (see Engine._json_keys_may_match).
+    body_names_only: bool = False
     # Its place among its group's scanned filters (scanned: it is one of them).
     position: int = 0
     scanned: bool = False
@@ -164,6 +168,8 @@ _DETECTOR_MEMORY_MAX_CHARS = 512
 # remembered, so every match is found and logged.
 _CLEAN_HEAD_MEMORY = 4096
 _CLEAN_HEAD_MAX_BYTES = 4096
+# A request's memo key for its JSON body's object keys (see Engine._json_keys_may_match).
+_JSON_KEYS: Any = object()
 
 
 def _operator(cf: CompiledFilter) -> Callable[[str, float], str | None]:
@@ -447,6 +453,10 @@ class Engine:
         ):
             cf.named_args = tuple({str(t.name).encode() for t in rule.targets})
         cf.files_only = all(t.kind == "files" for t in rule.targets if t.needs_body)
+        body_kinds = {t.kind for t in rule.targets if t.needs_body}
+        cf.body_names_only = body_kinds == {"body_names"} and not (
+            rule.negate or rule.operator == "count"
+        )
         return cf
 
     @staticmethod
@@ -987,6 +997,13 @@ class Engine:
     def _check(
         self, cf: CompiledFilter, view: RequestView, deadline: float, body: bool
     ) -> tuple[str, str] | None:
+        if (
+            body
+            and cf.body_names_only
+            and not view.body_parsed
+            and not self._json_keys_may_match(cf, view, deadline)
+        ):
+            return None
         rule = cf.rule
         removed = self._excluded(cf, view) if cf.exclusions else frozenset()
         if removed is None:
@@ -1035,16 +1052,47 @@ class Engine:
         return None
 
     @staticmethod
+    def _json_keys_may_match(cf: CompiledFilter, view: RequestView, deadline: float) -> bool:
+        """Whether a filter that reads only the body's names may match one of them. In a JSON
+        body, each distinct object key that json.loads finds is checked as a name would be;
+        only if one matches is the body parsed for its names and checked again, exactly.
+        Those keys hold every name parse_body gives (see json_object_keys), so none matching
+        means no name matches. What the parse costs is its walk over every value: a JSON
+        body's newlines, a pretty-printed one's or a "\\n" in a value, wake the filter for
+        CR or LF in a name (921110). True for anything else, which the full check decides."""
+        if not is_json(view.media_type):
+            return True
+        memo = view.memo
+        keys: dict[str, None] | None = memo.get(_JSON_KEYS, _UNKNOWN)
+        if keys is _UNKNOWN:
+            found = json_object_keys(view.body or b"")
+            keys = memo[_JSON_KEYS] = None if found is None else dict.fromkeys(found)
+        if keys is None:
+            return True
+        group = cf.group
+        if cf.unit_probe is not None and group is not None:
+            # One probe over the keys joined, as _check rules out a target's values.
+            return bool(cf.unit_probe.found(Engine._joined_as_scanned(group, view, keys)))
+        chain = cf.chain
+        test = cf.test
+        return any(test(view.transformed(key, chain), deadline) is not None for key in keys)
+
+    @staticmethod
     def _unit_text(cf: CompiledFilter, view: RequestView, target: Target) -> str:
         """One target's values, transformed and joined the way its group scans them."""
         group = cf.group
         assert group is not None
         if group.per_value:
-            joined = group.separator.join(
-                view.transformed(value, group.per_value) for _, value in view.target_items(target)
+            return Engine._joined_as_scanned(
+                group, view, [value for _, value in view.target_items(target)]
             )
-        else:
-            joined = view.joined((target,), group.separator)
+        return view.transformed(view.joined((target,), group.separator), group.on_joined)
+
+    @staticmethod
+    def _joined_as_scanned(group: ChainGroup, view: RequestView, values: Iterable[str]) -> str:
+        """Values transformed and joined the way the group scans them."""
+        per_value = group.per_value
+        joined = group.separator.join([view.transformed(value, per_value) for value in values])
         return view.transformed(joined, group.on_joined)
 
     # -- decision -------------------------------------------------------------------------------

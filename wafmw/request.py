@@ -301,6 +301,11 @@ class RequestView:
         return cached
 
     @property
+    def body_parsed(self) -> bool:
+        """Whether the body has been parsed already (`parsed_body` then costs nothing)."""
+        return self._parsed_body is not None
+
+    @property
     def parsed_body(self) -> ParsedBody:
         if self._parsed_body is None:
             self._parsed_body = parse_body(self.content_type, self.body or b"", self.body_limits)
