@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -703,3 +704,45 @@ def test_a_negated_or_counting_names_filter_reads_the_parsed_names(
     assert rule_ids(negated, '{"id": 1}') == []
     assert rule_ids(rule(2, "[body_names]", "count: {eq: 0}"), "[1, 2]") == [2]
     assert rule_ids(rule(3, "[body_names]", "count: {ge: 2}"), '{"a": 1, "b": 2}') == [3]
+
+
+def test_only_the_values_a_flagged_filters_probe_finds_something_in_are_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A JSON body with many values, one of which wakes a filter (an apostrophe, the SQL
+    tokenizer's): the values its probe finds nothing in are not checked, and the matches,
+    their targets and values included, are those found by checking every value."""
+    import wafmw.patterns as patterns
+
+    engine = Engine(load_rules(None))
+    items = [{"id": i, "note": f"plain note {i}", "tags": ["a", "b"]} for i in range(40)]
+    bodies = []
+    for at, note in [(3, "don't wash"), (17, "x' or 1=1 --"), (39, "it's 1' union select 2--")]:
+        changed = [dict(item) for item in items]
+        changed[at]["note"] = note
+        bodies.append(json.dumps({"cart": changed}))
+    attacks = {"q": "a' or 'a'='a", "r": "<script>alert(1)</script>"}
+    bodies.append(json.dumps({"cart": items, **attacks}))
+
+    def matches(body: str) -> list[tuple[int, str, str]]:
+        scope, data = case_scope(Case(method="POST", path="/api", headers=_JSON, body=body))
+        view = RequestView(scope)
+        view.body = data
+        found = engine.evaluate_body(view, time.perf_counter() + 5)
+        return sorted((m.rule_id, m.target, m.value) for m in found)
+
+    listing = [matches(body) for body in bodies]
+    assert listing[0] == [] and all(listing[1:])
+    checked: list[int] = []
+    pieces_holding = patterns.OnePattern.pieces_holding
+
+    def noting(self: Any, text: str, separator: str) -> list[int] | None:
+        found = pieces_holding(self, text, separator)
+        checked.append(-1 if found is None else len(found))
+        return found
+
+    monkeypatch.setattr(patterns.OnePattern, "pieces_holding", noting)
+    matches(bodies[0])
+    assert checked and 0 < max(checked) <= 2  # of the body's 200 values
+    monkeypatch.setattr(patterns.OnePattern, "pieces_holding", lambda *args: None)
+    assert [matches(body) for body in bodies] == listing

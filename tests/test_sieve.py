@@ -1090,3 +1090,45 @@ def test_a_long_text_probed_by_one_filter_after_another_is_encoded_once() -> Non
     assert needle.found("".join(text)) and patterns._last_encoded[1] is encoded
     other = text.replace("needle", "nEEdle")  # as long, and other
     assert not needle.found(other) and patterns._last_encoded[1] == other.encode()
+
+
+def test_the_pieces_holding_a_match_are_every_piece_a_match_of_its_own_is_in() -> None:
+    """pieces_holding lists the pieces of a joined text that its pattern finds something in,
+    so that only those values are checked. Over random pieces (multi-byte letters, the
+    pattern's characters, runs of them) and patterns (some that run across a separator),
+    every piece in which the pattern matches alone is listed, in order, with at most the
+    pieces a match across separators runs through beside them; None when more than
+    PIECES_LISTED pieces would be listed, or a match is empty."""
+    import wafmw.patterns as patterns
+
+    rng = random.Random(11)
+    sep = "\x01"
+    alphabet = ["a", "b", "'", '"', "é", "€", " ", "x"]
+    # (pattern, whether a match of it can run across a separator)
+    sources = [("'", False), ("a'b", False), ("b+'", False), ("é'|€", False)]
+    sources += [("a\\x01b", True), ("'[^a]*'", True), ("(?:^|\\x01)b", True)]
+    listed = 0
+    for _ in range(3000):
+        source, spans = rng.choice(sources)
+        probe = patterns.OnePattern(source)
+        alone = re2.compile(source)
+        pieces = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+            for _ in range(rng.randrange(1, 30))
+        ]
+        holding = probe.pieces_holding(sep.join(pieces), sep)
+        own = [i for i, piece in enumerate(pieces) if alone.search(piece)]
+        if holding is None:
+            assert len(own) > patterns.PIECES_LISTED or spans, (source, pieces)
+            continue
+        listed += 1
+        assert holding == sorted(set(holding)), (source, pieces, holding)
+        assert set(own) <= set(holding), (source, pieces, holding)
+        if not spans:
+            assert holding == own, (source, pieces, holding)
+    assert listed > 1500
+    assert patterns.OnePattern("a*").pieces_holding(sep.join(["b", "a"]), sep) is None
+    quote = patterns.OnePattern("'")
+    most = patterns.PIECES_LISTED
+    assert quote.pieces_holding(sep.join(["'", "x"] * most), sep) == list(range(0, 2 * most, 2))
+    assert quote.pieces_holding(sep.join(["'"] * (most + 1)), sep) is None

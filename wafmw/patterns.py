@@ -258,6 +258,41 @@ class OnePattern:
                 text = encoded
         return regex.search(text) is not None
 
+    def pieces_holding(self, text: str, separator: str) -> list[int] | None:
+        """The indices, in order, of the pieces of `text` (split at `separator`) that a match
+        of the pattern lies in or runs through; None when some match is empty or more than
+        PIECES_LISTED pieces hold one: listing them would cost more than it saves.
+
+        Every match the pattern has within one piece overlaps a match found here, which go
+        from left to right, each searched for from where the last ended: so a piece left out
+        holds none. Searched in the text's UTF-8 bytes, as RE2 reads it, encoded once."""
+        regex = self._regex
+        if regex is None:
+            regex = self._regex = _single(self._source)
+        data = text.encode("utf-8")
+        sep = separator.encode("utf-8")
+        holding: list[int] = []
+        pos = 0
+        piece = 0  # the piece `pos` lies in: how many separators come before it
+        while (found := regex.search(data, pos)) is not None:
+            start, end = found.span()
+            if end == start:
+                return None
+            first = piece + data.count(sep, pos, start)
+            piece = first + data.count(sep, start, end - 1)  # where the match's last byte is
+            if holding and holding[-1] == first:
+                first += 1
+            holding.extend(range(first, piece + 1))
+            if len(holding) > PIECES_LISTED:
+                return None
+            pos = end
+        return holding
+
+
+# How many pieces OnePattern.pieces_holding lists at most: each match costs a search through
+# the regex's Python wrapper, some µs, about what checking a few pieces costs.
+PIECES_LISTED = 8
+
 
 # The last long text a probe searched, with its encoding: the filters that read a value probe
 # it one after another (text new to a group's set wakes them all), and the regex's wrapper
