@@ -469,6 +469,11 @@ def _is_operand(tok: tuple[str, str]) -> bool:
 # other words, punctuation and operators, passed over at the cost of two lookups (4 KB of
 # prose: 142 µs a reading before, one-off).
 _SHAPE_KINDS = frozenset({"f", "n", "s"})
+# The kinds of token at which only the shapes looked for first begin: a literal's comparison
+# with a literal, and a subquery after "(" (punctuation is its own kind). A stream of quoted
+# strings and parentheses, what an attacker pads a value with, passes over the rest of the
+# checks at them.
+_ANSWERED = frozenset({"n", "s", "("})
 _SHAPE_TEXTS = _LOGIC | {
     "union",
     "waitfor",
@@ -483,19 +488,46 @@ _SHAPE_TEXTS = _LOGIC | {
 }
 
 
-def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False) -> bool:
+def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool) -> bool:
     """True when the token stream has a shape that only an injection produces.
 
     `broke_out` says the stream starts right after a literal was closed (the
     value was read as if it sat inside quotes), which makes a following logic
-    operator, comment or statement separator meaningful on its own; `lead`
-    says that quote was the first character of the value.
+    operator, comment or statement separator meaningful on its own (and a
+    statement keyword too, when that quote began the value: see _broke_out_at).
     """
     n = len(toks)
     words = [t[1] for t in toks]
     for i, (kind, text) in enumerate(toks):
         if kind not in _SHAPE_KINDS and text not in _SHAPE_TEXTS:
             continue  # no shape below begins at this token
+        if kind == "n" or kind == "s":
+            # literal <compare> literal: 1=1, 'a'='a', 42<=>42, 11!=1, '1' not regexp '2'
+            if i + 2 < n and (i == 0 or words[i - 1] in _EDGE):
+                op, b = toks[i + 1], toks[i + 2]
+                j = i + 3
+                if op[1] == "not" and i + 3 < n:
+                    op, b = toks[i + 2], toks[i + 3]
+                    j = i + 4
+                if j < n and words[j] not in _EDGE and toks[j][0] != "c":
+                    op = ("", "")
+                if op[1] in _COMPARE and op[1] not in ("<", ">") and b[0] in ("n", "s"):
+                    return True
+                if op[1] in ("<", ">") and b[0] in ("n", "s") and kind == b[0] == "s":
+                    return True
+        elif text == "(" and i + 2 < n and words[i + 1] == "select":
+            # a subquery: ( select <operand|function|*|case|(>
+            after = toks[i + 2]
+            if after[0] in ("n", "s", "v", "f") or after[1] in (
+                "*",
+                "case",
+                "(",
+                "null",
+                "distinct",
+            ):
+                return True
+        if kind in _ANSWERED:
+            continue  # no shape below begins at a literal or a "("
         nxt = toks[i + 1] if i + 1 < n else ("", "")
         # UNION [ALL|DISTINCT] [(] SELECT
         if text == "union":
@@ -536,19 +568,6 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
                 and (a[0] in ("n", "s", "f", "v") or a[1] in ("true", "false", "not"))
             ):
                 return True
-        # literal <compare> literal: 1=1, 'a'='a', 42<=>42, 11!=1, '1' not regexp '2'
-        if kind in ("n", "s") and i + 2 < n and (i == 0 or words[i - 1] in _EDGE):
-            op, b = toks[i + 1], toks[i + 2]
-            j = i + 3
-            if op[1] == "not" and i + 3 < n:
-                op, b = toks[i + 2], toks[i + 3]
-                j = i + 4
-            if j < n and words[j] not in _EDGE and toks[j][0] != "c":
-                op = ("", "")
-            if op[1] in _COMPARE and op[1] not in ("<", ">") and b[0] in ("n", "s"):
-                return True
-            if op[1] in ("<", ">") and b[0] in ("n", "s") and kind == b[0] == "s":
-                return True
         # <logic> operand <compare> at the very end: a payload cut short (xor 2 <)
         if text in _LOGIC and i + 2 == n - 1 and _is_operand(toks[i + 1]) and words[-1] in _COMPARE:
             return True
@@ -566,17 +585,6 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
                 return True
         if text in ("order", "group") and nxt[1] == "by" and broke_out and i <= 2:
             return True
-        # a subquery: ( select <operand|function|*|case|(>
-        if text == "(" and nxt[1] == "select" and i + 2 < n:
-            after = toks[i + 2]
-            if after[0] in ("n", "s", "v", "f") or after[1] in (
-                "*",
-                "case",
-                "(",
-                "null",
-                "distinct",
-            ):
-                return True
         if text == "select" and i == 0 and nxt[0] == "f":
             return True
         if text == "into" and nxt[1] in ("outfile", "dumpfile"):
@@ -615,16 +623,6 @@ def _sql_shapes(toks: list[tuple[str, str]], broke_out: bool, lead: bool = False
         if first[1] == ";" and (n == 1 or words[1] in _STATEMENTS or toks[1][0] in ("c", "v")):
             return True
         if first[1] == "union" and (n == 1 or words[1] in ("all", "select", "distinct", "(")):
-            return True
-        if lead and first[1] in (
-            "union",
-            "alter",
-            "drop",
-            "exec",
-            "execute",
-            "declare",
-            "truncate",
-        ):
             return True
         if first[0] == "o" and first[1] in ("||", "+", "&&", "|", "^", "*", "-") and n > 1:
             return toks[1][0] in ("f", "s", "n", "v", "(") and n >= 3
@@ -699,39 +697,50 @@ def _sqli(value: str) -> bool:
             return True
         if _sql_shapes(_tokens(s), broke_out=False):
             return True
-        # The tokens of each reading below by where it begins: the two quotes' readings can
-        # begin at the same place ("'x: after the run that begins at the double quote, and
-        # after the single quote), and such a text is tokenized once.
-        tokens_at: dict[int, list[tuple[str, str]]] = {}
+        # Each reading below by where it begins: the two quotes' readings can begin at the
+        # same place ("'x: after the run that begins at the double quote, and after the
+        # single quote), and such a text is read once.
+        readings: dict[int, tuple[bool, str]] = {}
         for q in ("'", '"'):
             i = s.find(q)
             if i < 0:
                 continue
             # read the text after the first quote as if that quote had closed a literal
             lead = not s[:i].strip()
-            if _broke_out_at(s, i + 1, lead, tokens_at):
+            if _broke_out_at(s, i + 1, lead, readings):
                 return True
             # a run of quotes (and escaping backslashes) closes the literal too: '''or 1, \''or'
             j = i + 1
             while j < len(s) and s[j] in "'\"\\`":
                 j += 1
-            if j > i + 1 and _broke_out_at(s, j, lead, tokens_at):
+            if j > i + 1 and _broke_out_at(s, j, lead, readings):
                 return True
         return False
     except Exception:
         return False
 
 
-def _broke_out_at(
-    s: str, start: int, lead: bool, tokens_at: dict[int, list[tuple[str, str]]]
-) -> bool:
+# The statement keywords that make a reading an injection when the quote that closed the
+# literal was the value's first character ('drop table users--); after a quote further in
+# (x'drop me a line), they begin prose as often.
+_LEAD_WORDS = frozenset({"union", "alter", "drop", "exec", "execute", "declare", "truncate"})
+
+
+def _broke_out_at(s: str, start: int, lead: bool, readings: dict[int, tuple[bool, str]]) -> bool:
     """Whether `s` read from `start` on, as if a literal had closed just before, has an
-    injection shape; its tokens are taken from `tokens_at` when that reading was tokenized
-    already (the shapes are looked for again: `lead` may differ)."""
-    tokens = tokens_at.get(start)
-    if tokens is None:
-        tokens = tokens_at[start] = _tokens(s[start:])
-    return _sql_shapes(tokens, broke_out=True, lead=lead)
+    injection shape; `lead` says the quote that closed it was the first character of the
+    value, which makes a leading statement keyword one. A reading is kept in `readings` by
+    where it begins, with the first token it reads: begun there again, after the other
+    quote, it is neither tokenized nor looked through again, only its lead checked."""
+    known = readings.get(start)
+    if known is None:
+        tokens = _tokens(s[start:])
+        known = readings[start] = (
+            _sql_shapes(tokens, broke_out=True),
+            tokens[0][1] if tokens else "",
+        )
+    shaped, first = known
+    return shaped or (lead and first in _LEAD_WORDS)
 
 
 # ----------------------------------------------------------------- HTML/JS
