@@ -166,13 +166,15 @@ def test_the_one_scan_tokenizer_reads_as_the_stepwise_one() -> None:
     pieces += ["#", ";\x00", ";", "(", ")", "or", "union", "select", "sleep", "1", "0x1f", "@@v"]
     pieces += ["@a", "@", "a.b", "=", "<>", "||", "\\", "\\'", "''", "$", "?", "::", "\u00e9", ","]
     pieces += [".", "e5", "1.5e+3", " " * 70, '""', '\\"', "\\\n", "`x`", "a b c"]
+    pieces += ["()*+", "[]{}~^%", "$?=", ",,", "(=", "*/*"]  # runs of one-character tokens
     for _ in range(30000):
         value = "".join(rng.choice(pieces) for _ in range(rng.randrange(20)))
         if "/*!" not in value:
             assert detectors._tokens(value) == detectors._tokens_stepwise(value), value
-    many = "sleep (1) " * 300  # past the token bound
-    assert detectors._tokens(many) == detectors._tokens_stepwise(many)
-    assert len(detectors._tokens(many)) == detectors._MAX_TOKENS
+    for many in ["sleep (1) " * 300, "()" * 2000, "a(" + "()*+$" * 500, "x ()" * 300]:
+        # past the token bound, in single tokens and in runs of them
+        assert detectors._tokens(many) == detectors._tokens_stepwise(many)
+        assert len(detectors._tokens(many)) == detectors._MAX_TOKENS
 
 
 @pytest.mark.parametrize("long", [False, True])

@@ -320,6 +320,14 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _BLOCK_COMMENT_END = re.compile(r"\*/")
+# The characters that are tokens of their own whatever follows them (no longer operator,
+# comment, number or variable begins with one), with those tokens: runs of them are what an
+# attacker pads a value with, and _tokens reads a run in one match (_sqli on 4 KB of a rule's
+# shape of quotes and punctuation, 531 -> 467 µs and 517 -> 397 µs; one-off).
+_RUN_TOKENS = {
+    char: (char if char in "(),[]{}" else "o" if char in "*+~^%=" else "x", char)
+    for char in "()*+,[]{}~^%=$?\\"
+}
 # The same tokens for one pass of finditer (see _tokens): the whitespace after a token is part
 # of its match; comments run to their end inside the match; a word is followed by an empty group
 # that tells whether its next character past whitespace (within _next_nonspace's window of 64)
@@ -347,6 +355,13 @@ _SCAN_RE = re.compile(
         r"(?P<word>[a-z_][\w$]*(?:\.[a-z_][\w$]*)*)"
         r"\s{0,63}(?:(?=[(/])(?:(?P<call>)(?=\()|(?P<maybe_call>)(?=/\*)))?",
     )
+    .replace(
+        "(?P<cmt>",
+        # A run of characters each of which is a token of its own whatever follows it: one
+        # match for up to 64 of them (_RUN_TOKENS).
+        "(?P<run>[" + "".join(map(re.escape, _RUN_TOKENS)) + "]{2,64})  | (?P<cmt>",
+        1,
+    )
     + r"  | (?P<x>\S))\s*",
     re.VERBOSE,
 )
@@ -366,7 +381,7 @@ def _tokens(s: str) -> list[tuple[str, str]]:
     append = out.append
     kinds = _KINDS
     keywords = _KEYWORDS
-    # Each match but the end is one token: the first _MAX_TOKENS matches are all it reads.
+    # Each match is one token or more (a run): the first _MAX_TOKENS matches are all it reads.
     for m in islice(_SCAN_RE.finditer(s), _MAX_TOKENS):
         kind = m.lastgroup
         if kind == "word":
@@ -385,8 +400,13 @@ def _tokens(s: str) -> list[tuple[str, str]]:
                 append(("k" if text in keywords else "b", text))
         elif kind == "cmt":
             append(("c", "/*" if m["cmt"].startswith("/*") else "--"))
+        elif kind == "run":
+            out += map(_RUN_TOKENS.__getitem__, m["run"])
+            if len(out) >= _MAX_TOKENS:
+                break
         else:
             append((kinds[kind or "x"], m[kind or "x"]))
+    del out[_MAX_TOKENS:]
     return out
 
 
