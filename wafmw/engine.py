@@ -170,9 +170,9 @@ _CLEAN_HEAD_MEMORY = 4096
 _CLEAN_HEAD_MAX_BYTES = 4096
 # A request's memo key for its JSON body's object keys (see Engine._json_keys_may_match).
 _JSON_KEYS: Any = object()
-# From how many values a target's values that its unit probe finds something in are listed,
-# to check only those (see OnePattern.pieces_holding): a check costs about 0.5 µs a value,
-# the listing a few µs.
+# From how many values on a target's values are checked only where its unit probe finds
+# something (see OnePattern.pieces_holding): a check costs about 0.5 µs a value, finding
+# where the probe matches a few µs.
 _VALUES_LISTED_FROM = 16
 
 
