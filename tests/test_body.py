@@ -16,7 +16,14 @@ from urllib.parse import parse_qsl
 import pytest
 
 from wafmw import request as request_module
-from wafmw.body import BodyLimits, ParsedBody, json_object_keys, parse_body, parse_query
+from wafmw.body import (
+    BodyLimits,
+    ParsedBody,
+    json_object_keys,
+    json_texts,
+    parse_body,
+    parse_query,
+)
 from wafmw.request import RequestView
 
 FORM = "application/x-www-form-urlencoded"
@@ -874,3 +881,44 @@ def test_the_object_keys_hold_every_name_parse_body_gives() -> None:
         assert set(parse_body(JSON, body, limits).names) <= set(found), body
     for bad in [b"{", b'{"a": }', b'{"a": 1} trailing', b"\xff{", b"[" * 100_000]:
         assert json_object_keys(bad) is None, bad[:10]
+
+
+def test_the_texts_of_a_json_body_hold_every_value_and_name_parse_body_gives() -> None:
+    """json_texts is what the engine checks before a parse for filters that read a body's
+    values and names: over random documents without escapes under random limits (numbers
+    of every form, nesting past the depth limit, pretty-printed, a byte order mark), every
+    value and name parse_body gives is among them; a backslash anywhere, or a body that
+    json.loads refuses, gives None."""
+    rng = random.Random(29)
+    words = ["a", "b c", "don't", "x' or 1=1 --", "\u00e9t\u00e9", "", ":", "{[,]}", "1"]
+    numbers = ["0", "-1", "2.5", "1e5", "-0.0", "123456789012345678901234567890", "3E-2"]
+
+    def document(depth: int = 0) -> str:
+        roll = rng.random()
+        if depth > 5 or roll < 0.4:
+            kind = rng.random()
+            if kind < 0.5:
+                return json.dumps(rng.choice(words), ensure_ascii=False)
+            if kind < 0.8:
+                return rng.choice(numbers)
+            return rng.choice(["true", "false", "null", "NaN", "-Infinity"])
+        if roll < 0.7:
+            return "[" + ", ".join(document(depth + 1) for _ in range(rng.randrange(5))) + "]"
+        items = (
+            json.dumps(rng.choice(words), ensure_ascii=False) + ": " + document(depth + 1)
+            for _ in range(rng.randrange(5))
+        )
+        return "{" + ",\n ".join(items) + "}"
+
+    for _ in range(3000):
+        body = (b"\xef\xbb\xbf" if rng.random() < 0.1 else b"") + document().encode()
+        texts = json_texts(body)
+        assert texts is not None, body
+        limits = BodyLimits(json_max_depth=rng.choice([1, 3, 32]), max_fields=rng.choice([2, 1000]))
+        parsed = parse_body(JSON, body, limits)
+        assert parsed.kind == "json", body
+        assert {value for _, value in parsed.fields} | set(parsed.names) <= set(texts), body
+    assert json_texts(b'{"a": "b\\u0027"}') is None  # a string to decode
+    assert json_texts(b'{"a\\\\": 1}') is None
+    for bad in [b"{", b'{"a": }', b'{"a" "b"}', b"[1, 2] 3", b"[" * 100_000]:
+        assert json_texts(bad) is None, bad[:10]

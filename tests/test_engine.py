@@ -674,7 +674,7 @@ def test_names_only_filters_check_a_json_bodys_keys_before_parsing_it(
     none of whose keys can match is not parsed at all, though its newlines woke 921110."""
     engine = Engine(load_rules(None))
     checked = [_body_matches(engine, body) for body in NAMES_BODIES]
-    monkeypatch.setattr(Engine, "_json_keys_may_match", staticmethod(lambda *args: True))
+    monkeypatch.setattr(Engine, "_json_may_match", staticmethod(lambda *args: True))
     parsed = [_body_matches(engine, body)[0] for body in NAMES_BODIES]
     assert [matches for matches, _ in checked] == parsed
     assert parsed[1:6] == [
@@ -692,8 +692,9 @@ def test_a_negated_or_counting_names_filter_reads_the_parsed_names(
     write_rules: Callable[..., Path],
 ) -> None:
     """A name the keys alone would not match can still make a negated filter or a count
-    match: such filters are never decided by the keys. (One engine each: a filter that
-    parses the body would let the next read the parsed names anyway.)"""
+    match, and the raw body holds more than its strings and numbers: such filters are never
+    decided before the parse. (One engine each: a filter that parses the body would let the
+    next read the parsed names anyway.)"""
 
     def rule_ids(filters: str, body: str) -> list[int]:
         engine = engine_for(write_rules, filters)
@@ -702,6 +703,9 @@ def test_a_negated_or_counting_names_filter_reads_the_parsed_names(
     negated = rule(1, "[body_names]", "equals: id", "negate: true")
     assert rule_ids(negated, '{"other": 1}') == [1]
     assert rule_ids(negated, '{"id": 1}') == []
+    # The raw body is no string or number of it: a filter that reads it is not pre-checked.
+    raw = rule(4, "[body, body_raw]", "regex: '\"a\": *1'")
+    assert rule_ids(raw, '{"a": 1}') == [4]
     assert rule_ids(rule(2, "[body_names]", "count: {eq: 0}"), "[1, 2]") == [2]
     assert rule_ids(rule(3, "[body_names]", "count: {ge: 2}"), '{"a": 1, "b": 2}') == [3]
 
@@ -746,3 +750,40 @@ def test_only_the_values_a_flagged_filters_probe_finds_something_in_are_checked(
     assert checked and 0 < max(checked) <= 2  # of the body's 200 values
     monkeypatch.setattr(patterns.OnePattern, "pieces_holding", lambda *args: None)
     assert [matches(body) for body in bodies] == listing
+
+
+VALUE_BODIES = [
+    '{"comment": "I don\'t wash it, it\'s fine", "n": 3}',  # apostrophes, nothing to match
+    '{"q": "x\' or 1=1 --", "page": 2}',
+    '{"items": [{"note": "a"}, {"note": "<script>alert(1)</script>"}]}',
+    '{"1\' union select password from users--": "key, not value"}',
+    '{"id": "1 union select 2", "price": 1e5, "ok": true}',
+    '{"deep": ' + "[" * 40 + "\"' or 'a'='a\"" + "]" * 40 + "}",  # past the depth limit
+    '{"broken": "it\'s" ',  # does not parse: its raw text is what the rules read
+    '{"escaped": "it\\u0027s \\u0027 or 1=1--"}',  # a backslash: parsed, not pre-checked
+]
+
+
+def test_value_filters_check_a_json_bodys_texts_before_parsing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Filters that read a body's values (the SQL and XSS tokenizers', among others) check
+    the strings and numbers of a JSON body without escapes before it is parsed, and parse it
+    only when one of those may match: the matches, their targets and values, are those of
+    the parsed body, and a body with an apostrophe and no injection is never parsed."""
+    engine = Engine(load_rules(None))
+
+    def matches(body: str) -> tuple[list[tuple[int, str, str]], bool]:
+        scope, data = case_scope(Case(method="POST", path="/api", headers=_JSON, body=body))
+        view = RequestView(scope)
+        view.body = data
+        found = engine.evaluate_body(view, time.perf_counter() + 5)
+        return sorted((m.rule_id, m.target, m.value) for m in found), view.body_parsed
+
+    checked = [matches(body) for body in VALUE_BODIES]
+    monkeypatch.setattr(Engine, "_json_may_match", staticmethod(lambda *args: True))
+    parsed = [matches(body)[0] for body in VALUE_BODIES]
+    assert [found for found, _ in checked] == parsed
+    assert parsed[0] == parsed[6] == [] and checked[0][1] is False  # not parsed
+    assert all(parsed[1:5]) and parsed[7]
+    assert {target for _, target, _ in parsed[3]} == {"body_names"}  # found in a key

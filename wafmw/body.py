@@ -357,6 +357,30 @@ def json_object_keys(body: bytes) -> list[str] | None:
     return [key for pairs in objects for key, _ in pairs]
 
 
+def json_texts(body: bytes) -> list[str] | None:
+    """Every string of a JSON body that holds no backslash (object keys included), the text
+    of each of its numbers, and "true" and "false": the values and names that parse_body
+    gives such a body, and more. None when the body holds a backslash (its strings would
+    need decoding) or json.loads refuses it (parse_body then gives it as raw text).
+
+    Without a backslash, every double quote delimits a string: splitting the text at them
+    gives each string as it is, in C. json.loads checks that the body parses and hands over
+    each number's text, as parse_body keeps it; its walk over every value in Python, which
+    costs parse_body two thirds of its time, is spared."""
+    if b"\\" in body:
+        return None
+    text = body.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    numbers: list[str] = []
+    keep = numbers.append
+    try:
+        json.loads(text, parse_int=keep, parse_float=keep, parse_constant=keep)
+    except (ValueError, RecursionError):
+        return None
+    return [*text.split('"')[1::2], *numbers, "true", "false"]
+
+
 def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
     text = raw[1:] if raw.startswith("\ufeff") else raw
     if _json_too_deep(text):

@@ -31,7 +31,14 @@ from typing import Any
 
 import re2
 
-from .body import TEXT_MEDIA_TYPES, BodyLimits, is_json, json_object_keys, may_be_binary
+from .body import (
+    TEXT_MEDIA_TYPES,
+    BodyLimits,
+    is_json,
+    json_object_keys,
+    json_texts,
+    may_be_binary,
+)
 from .decision import Decision, Match, truncate
 from .detect import get_detector
 from .doorkeeper import Doorkeeper
@@ -122,10 +129,11 @@ class CompiledFilter:
     named_args: tuple[bytes, ...] = ()
     # Whether the body targets it reads are uploaded file names only (multipart bodies).
     files_only: bool = False
-    # Whether the body targets it reads are the body's names only, with a verdict that more
-    # names to look at could only turn into a match (no negation, no count): a JSON body's
-    # object keys are then checked before its parse (see Engine._json_keys_may_match).
-    body_names_only: bool = False
+    # What a JSON body is checked for before its parse (see Engine._json_may_match), for a
+    # filter whose verdict more text to look at could only turn into a match (no negation, no
+    # count) and that reads nothing else of the body: "keys" when it reads the body's names
+    # only, "texts" when it reads its values too; "" for any other.
+    json_precheck: str = ""
     # Its place among its group's scanned filters (scanned: it is one of them).
     position: int = 0
     scanned: bool = False
@@ -168,8 +176,10 @@ _DETECTOR_MEMORY_MAX_CHARS = 512
 # remembered, so every match is found and logged.
 _CLEAN_HEAD_MEMORY = 4096
 _CLEAN_HEAD_MAX_BYTES = 4096
-# A request's memo key for its JSON body's object keys (see Engine._json_keys_may_match).
+# A request's memo keys for its JSON body's object keys, and for all its texts (see
+# Engine._json_may_match).
 _JSON_KEYS: Any = object()
+_JSON_TEXTS: Any = object()
 # From how many values on a target's values are checked only where its unit probe finds
 # something (see OnePattern.pieces_holding): a check costs about 0.5 µs a value, finding
 # where the probe matches a few µs.
@@ -458,9 +468,11 @@ class Engine:
             cf.named_args = tuple({str(t.name).encode() for t in rule.targets})
         cf.files_only = all(t.kind == "files" for t in rule.targets if t.needs_body)
         body_kinds = {t.kind for t in rule.targets if t.needs_body}
-        cf.body_names_only = body_kinds == {"body_names"} and not (
-            rule.negate or rule.operator == "count"
-        )
+        if body_kinds and not (rule.negate or rule.operator == "count"):
+            if body_kinds == {"body_names"}:
+                cf.json_precheck = "keys"
+            elif body_kinds <= {"body", "body_names"}:
+                cf.json_precheck = "texts"
         return cf
 
     @staticmethod
@@ -1003,9 +1015,9 @@ class Engine:
     ) -> tuple[str, str] | None:
         if (
             body
-            and cf.body_names_only
+            and cf.json_precheck
             and not view.body_parsed
-            and not self._json_keys_may_match(cf, view, deadline)
+            and not self._json_may_match(cf, view, deadline)
         ):
             return None
         rule = cf.rule
@@ -1064,30 +1076,46 @@ class Engine:
         return None
 
     @staticmethod
-    def _json_keys_may_match(cf: CompiledFilter, view: RequestView, deadline: float) -> bool:
-        """Whether a filter that reads only the body's names may match one of them. In a JSON
-        body, each distinct object key that json.loads finds is checked as a name would be;
-        only if one matches is the body parsed for its names and checked again, exactly.
-        Those keys hold every name parse_body gives (see json_object_keys), so none matching
-        means no name matches. What the parse costs is its walk over every value: a JSON
-        body's newlines, a pretty-printed one's or a "\\n" in a value, wake the filter for
-        CR or LF in a name (921110). True for anything else, which the full check decides."""
+    def _json_may_match(cf: CompiledFilter, view: RequestView, deadline: float) -> bool:
+        """Whether a filter that reads only a body's values and names (see json_precheck) may
+        match one of them; False only when it cannot, and the body is then not parsed. In a
+        JSON body, it is checked on texts that hold every value and name parse_body gives:
+        each object key json.loads finds, for a filter on names only (json_object_keys), else
+        every string and number of a body without escapes (json_texts). What parse_body costs
+        is its walk over every value in Python, two thirds of it on a 2 KB body: a newline
+        anywhere wakes the filter for CR or LF in a name (921110), an apostrophe the SQL
+        tokenizer's filter (942100). True for anything else: the full check decides."""
         if not is_json(view.media_type):
             return True
+        keys = cf.json_precheck == "keys"
+        memo_key = _JSON_KEYS if keys else _JSON_TEXTS
         memo = view.memo
-        keys: dict[str, None] | None = memo.get(_JSON_KEYS, _UNKNOWN)
-        if keys is _UNKNOWN:
-            found = json_object_keys(view.body or b"")
-            keys = memo[_JSON_KEYS] = None if found is None else dict.fromkeys(found)
-        if keys is None:
+        texts: dict[str, None] | None = memo.get(memo_key, _UNKNOWN)
+        if texts is _UNKNOWN:
+            found = (json_object_keys if keys else json_texts)(view.body or b"")
+            texts = memo[memo_key] = None if found is None else dict.fromkeys(found)
+        if texts is None:
             return True
         group = cf.group
-        if cf.unit_probe is not None and group is not None:
-            # One probe over the keys joined, as _check rules out a target's values.
-            return bool(cf.unit_probe.found(Engine._joined_as_scanned(group, view, keys)))
+        probe = cf.unit_probe
+        if probe is not None and group is not None:
+            # As _check rules out a target's values: one probe over the texts joined, then
+            # only the texts it finds something in, checked.
+            joined = Engine._joined_as_scanned(group, view, texts)
+            if not probe.found(joined):
+                return False
+            pieces = joined.split(group.separator)
+            holding = (
+                probe.pieces_holding(joined, group.separator) if len(pieces) == len(texts) else None
+            )
+            if holding is None:
+                return True
+            return any(cf.test(pieces[i], deadline) is not None for i in holding)
+        if not keys:
+            return True  # a check per text, of some hundreds, would cost what the parse does
         chain = cf.chain
         test = cf.test
-        return any(test(view.transformed(key, chain), deadline) is not None for key in keys)
+        return any(test(view.transformed(key, chain), deadline) is not None for key in texts)
 
     @staticmethod
     def _unit_text(cf: CompiledFilter, view: RequestView, target: Target) -> str:
