@@ -1132,3 +1132,20 @@ def test_the_pieces_holding_a_match_are_every_piece_a_match_of_its_own_is_in() -
     most = patterns.PIECES_LISTED
     assert quote.pieces_holding(sep.join(["'", "x"] * most), sep) == list(range(0, 2 * most, 2))
     assert quote.pieces_holding(sep.join(["'"] * (most + 1)), sep) is None
+
+    class Counting:
+        """The probe's regex, counting its searches."""
+
+        def __init__(self, regex: Any) -> None:
+            self.regex, self.searches = regex, 0
+
+        def search(self, data: bytes, pos: int) -> Any:
+            self.searches += 1
+            return self.regex.search(data, pos)
+
+    # A long value that holds the pattern many times: searched once, not once a match.
+    quote.pieces_holding("", sep)  # compiles the regex
+    counting = Counting(quote._regex)
+    quote._regex = counting
+    assert quote.pieces_holding(sep.join(["a", "x'" * 5000, "b", "it's"]), sep) == [1, 3]
+    assert counting.searches == 2

@@ -263,9 +263,12 @@ class OnePattern:
         of the pattern lies in or runs through; None when some match is empty or more than
         PIECES_LISTED pieces hold one: listing them would cost more than it saves.
 
-        Every match the pattern has within one piece overlaps a match found here, which go
-        from left to right, each searched for from where the last ended: so a piece left out
-        holds none. Searched in the text's UTF-8 bytes, as RE2 reads it, encoded once."""
+        Matches are searched for from left to right, each from the separator that closes the
+        piece the last one ended in (the rest of a piece listed need not be searched, and a
+        match of the next piece may begin at that separator): every match the pattern has
+        within one piece overlaps one found here, or lies in a piece listed, so a piece left
+        out holds none. A long value that holds the pattern many times costs one search. In
+        the text's UTF-8 bytes, as RE2 reads it, encoded once."""
         regex = self._regex
         if regex is None:
             regex = self._regex = _single(self._source)
@@ -274,19 +277,28 @@ class OnePattern:
         holding: list[int] = []
         pos = 0
         piece = 0  # the piece `pos` lies in: how many separators come before it
-        while (found := regex.search(data, pos)) is not None:
+        # Each search lists a piece, or passes over the separator it began at: a bound that
+        # is never reached but by a bug.
+        for _ in range(2 * PIECES_LISTED + 2):
+            found = regex.search(data, pos)
+            if found is None:
+                return holding
             start, end = found.span()
             if end == start:
                 return None
             first = piece + data.count(sep, pos, start)
-            piece = first + data.count(sep, start, end - 1)  # where the match's last byte is
+            last = first + data.count(sep, start, end - 1)  # where the match's last byte is
             if holding and holding[-1] == first:
                 first += 1
-            holding.extend(range(first, piece + 1))
+            holding.extend(range(first, last + 1))
             if len(holding) > PIECES_LISTED:
                 return None
-            pos = end
-        return holding
+            closing = data.find(sep, end - 1)
+            if closing < 0:
+                return holding
+            pos = max(closing, start + 1)
+            piece = last + data.count(sep, end - 1, pos)
+        return None
 
 
 # How many pieces OnePattern.pieces_holding lists at most: each match costs a search through
