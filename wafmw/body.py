@@ -337,6 +337,11 @@ def _json_fields(doc: Any, limits: BodyLimits) -> tuple[list[tuple[str, str]], l
     return fields, names, truncated
 
 
+def _without_bom(text: str) -> str:
+    """A JSON text as json.loads reads it: a leading byte order mark is no part of it."""
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def json_object_keys(body: bytes) -> list[str] | None:
     """Every object key of a JSON body, repeats included (each object's as it closes, inner
     ones first): the names that parse_body gives such a body and more (it drops repeats and
@@ -346,9 +351,7 @@ def json_object_keys(body: bytes) -> list[str] | None:
     Decoded and read as parse_body reads the body, by json.loads alone: C collects the keys
     (one call back per object) where the walk over every value runs in Python, and numbers
     are not kept as their text (a 2 KB body: 16 µs, against 46 µs for parse_body; one-off)."""
-    text = body.decode("utf-8", "replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = _without_bom(body.decode("utf-8", "replace"))
     objects: list[list[tuple[str, Any]]] = []
     try:
         json.loads(text, object_pairs_hook=objects.append)
@@ -369,9 +372,7 @@ def json_texts(body: bytes) -> list[str] | None:
     costs parse_body two thirds of its time, is spared."""
     if b"\\" in body:
         return None
-    text = body.decode("utf-8", "replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = _without_bom(body.decode("utf-8", "replace"))
     numbers: list[str] = []
     keep = numbers.append
     try:
@@ -382,7 +383,7 @@ def json_texts(body: bytes) -> list[str] | None:
 
 
 def _parse_json(raw: str, limits: BodyLimits) -> ParsedBody:
-    text = raw[1:] if raw.startswith("\ufeff") else raw
+    text = _without_bom(raw)
     if _json_too_deep(text):
         return _json_strings(raw, text, limits)
     try:

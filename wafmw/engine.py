@@ -833,14 +833,12 @@ class Engine:
 
     @staticmethod
     def _scan_text(group: ChainGroup, units: tuple[Target, ...], view: RequestView) -> list[int]:
-        chain = group.on_joined
         if group.per_value:
-            joined = group.separator.join(
-                view.transformed(value, group.per_value)
-                for unit in units
-                for _, value in view.target_items(unit)
+            text = Engine._joined_as_scanned(
+                group, view, (value for unit in units for _, value in view.target_items(unit))
             )
         else:
+            chain = group.on_joined
             joined = view.joined(units, group.separator)
             if chain[:1] == URL_DECODE and len(joined) >= LONG_TEXT_CHARS and "%" in joined:
                 # Decoded target by target, as the sieve decodes the same texts: the view
@@ -848,8 +846,8 @@ class Engine:
                 texts = view.target_texts(units, group.separator)
                 joined = view.url_decoded(texts, group.separator)
                 chain = chain[1:]
-        # Local transforms give the same text once over the join as value by value.
-        text = view.transformed(joined, chain)
+            # Local transforms give the same text once over the join as value by value.
+            text = view.transformed(joined, chain)
         if not text:
             return []
         assert group.scanner is not None  # callers scan only groups that have one

@@ -244,9 +244,7 @@ class OnePattern:
     def found(self, text: bytes | str) -> bool:
         if len(text) < PROBE_MIN_BYTES:
             return bool(self._match(text.encode("utf-8") if type(text) is str else text))
-        regex = self._regex
-        if regex is None:
-            regex = self._regex = _single(self._source)
+        regex = self._regex or self._compiled()
         if type(text) is str:
             global _last_encoded
             last = _last_encoded  # one read: another thread may replace it meanwhile
@@ -257,6 +255,11 @@ class OnePattern:
                 _last_encoded = (text, encoded)
                 text = encoded
         return regex.search(text) is not None
+
+    def _compiled(self) -> Any:
+        """The regex, compiled when first needed."""
+        self._regex = _single(self._source)
+        return self._regex
 
     def pieces_holding(self, text: str, separator: str) -> list[int] | None:
         """The indices, in order, of the pieces of `text` (split at `separator`) that a match
@@ -269,9 +272,7 @@ class OnePattern:
         within one piece overlaps one found here, or lies in a piece listed, so a piece left
         out holds none. A long value that holds the pattern many times costs one search. In
         the text's UTF-8 bytes, as RE2 reads it, encoded once."""
-        regex = self._regex
-        if regex is None:
-            regex = self._regex = _single(self._source)
+        regex = self._regex or self._compiled()
         data = text.encode("utf-8")
         sep = separator.encode("utf-8")
         holding: list[int] = []
